@@ -69,3 +69,36 @@ def s3_bucket(s3_endpoint, request):
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     s3.create_bucket(Bucket=name)
     return name
+
+
+# ---------------------------------------------------------------- shard store fixtures (shared by all parts)
+
+@pytest.fixture(scope="session")
+def synthetic_ucf101(tmp_path_factory):
+    """A tiny UCF101-layout dataset with every quirk (see shards.synthetic.make_ucf101); a `Synthetic`."""
+    from shards.synthetic import make_ucf101
+
+    return make_ucf101(str(tmp_path_factory.mktemp("ucf101_src")), num_classes=4, groups=4, clips=1)
+
+
+@pytest.fixture(scope="session")
+def ucf101_shards(synthetic_ucf101, tmp_path_factory):
+    """`synthetic_ucf101` converted with the defaults into small shards: (out folder, ConvertSummary)."""
+    from shards.convert import convert_dataset
+
+    out = str(tmp_path_factory.mktemp("ucf101_shards"))
+    summary = convert_dataset("ucf101", synthetic_ucf101.root, out, workers=1, shard_size="24kB", progress=False)
+    return out, summary
+
+
+@pytest.fixture(scope="session")
+def learnable_ucf101_shards(tmp_path_factory):
+    """A learnable UCF101-layout dataset (8 visually distinct classes, 8 groups) converted to shards: out folder."""
+    from shards.convert import convert_dataset
+    from shards.synthetic import make_ucf101
+
+    src = str(tmp_path_factory.mktemp("learnable_src"))
+    make_ucf101(src, num_classes=8, groups=8, clips=1, learnable=True, quirks=False, num_frames=40)
+    out = str(tmp_path_factory.mktemp("learnable_shards"))
+    convert_dataset("ucf101", src, out, workers=1, shard_size="64kB", progress=False)
+    return out

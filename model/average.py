@@ -1,0 +1,110 @@
+"""Uniform weight averaging of epoch checkpoints (the reference's ``swa_2_22``: epochs 2..22 of a 22-epoch run).
+
+The training recipe writes the student's weights of every epoch to ``checkpoints/epoch_{e:03d}/model.pt``; this module
+averages a range of them one file at a time (memory: two state dicts), and writes ``checkpoints/swa_{a}_{b}.pt`` in the
+same format, so ``model.clip.build_clip(checkpoint=...)`` and the evaluation load either.
+
+    python model/average.py RUN_DIR [--from 2] [--to LAST] [--out FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+
+
+def epoch_weights(checkpoint_dir: str | Path) -> dict[int, Path]:
+    """{epoch (1-based): weights file} for every finished epoch under ``checkpoint_dir``."""
+    found = {}
+    root = Path(checkpoint_dir)
+    if root.is_dir():
+        for d in root.iterdir():
+            m = EPOCH_DIR.match(d.name)
+            if m and (d / "model.pt").is_file():
+                found[int(m.group(1))] = d / "model.pt"
+    return dict(sorted(found.items()))
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, wrapper) of a weights file: a bare state dict, or model.clip.export_clip's
+    {"state_dict": ..., "model_name": ...} (the wrapper's other entries are returned to be written back)."""
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        return obj["state_dict"], {k: v for k, v in obj.items() if k != "state_dict"}
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: not a state dict of tensors")
+    return obj, {}
+
+
+def average_state_dicts(paths: list[str | Path]) -> dict[str, torch.Tensor]:
+    """Uniform mean of floating-point tensors (accumulated in float64); other tensors must agree across files."""
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    first: dict[str, torch.Tensor] = {}
+    for i, p in enumerate(paths):
+        sd, _ = load_weights(p)
+        if i == 0:
+            first = sd
+            total = {k: v.double().clone() for k, v in sd.items() if v.is_floating_point()}
+            continue
+        if sd.keys() != first.keys():
+            missing = sorted(set(first) ^ set(sd))[:5]
+            raise ValueError(f"{p}: keys differ from {paths[0]} (e.g. {missing})")
+        for k, v in sd.items():
+            if v.shape != first[k].shape:
+                raise ValueError(f"{p}: {k} has shape {tuple(v.shape)}, {paths[0]} has {tuple(first[k].shape)}")
+            if k in total:
+                total[k] += v.double()
+            elif not torch.equal(v, first[k]):
+                raise ValueError(f"{p}: non-float tensor {k} differs from {paths[0]}; cannot average")
+    n = len(paths)
+    return {k: (total[k] / n).to(v.dtype) if k in total else v for k, v in first.items()}
+
+
+def average_checkpoints(checkpoint_dir: str | Path, start: int = 2, end: int | None = None,
+                        out: str | Path | None = None) -> Path:
+    """Average epochs ``start..end`` (inclusive; ``end`` defaults to the last one) and write ``swa_{start}_{end}.pt``."""
+    weights = epoch_weights(checkpoint_dir)
+    if not weights:
+        raise FileNotFoundError(f"{checkpoint_dir}: no epoch_*/model.pt checkpoints")
+    end = max(weights) if end is None else end
+    missing = [e for e in range(start, end + 1) if e not in weights]
+    if start > end or missing:
+        raise FileNotFoundError(
+            f"{checkpoint_dir}: cannot average epochs {start}..{end}; missing {missing or 'all'} "
+            f"(have {sorted(weights)})")
+    avg = average_state_dicts([weights[e] for e in range(start, end + 1)])
+    _, wrapper = load_weights(weights[end])
+    out = Path(out) if out else Path(checkpoint_dir) / f"swa_{start}_{end}.pt"
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save({"state_dict": avg, **wrapper} if wrapper else avg, tmp)
+    os.replace(tmp, out)  # atomic: a crash never leaves a half-written average behind
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run_dir", help="training output_dir (or its checkpoints/ folder)")
+    ap.add_argument("--from", dest="start", type=int, default=2, help="first epoch to average (1-based)")
+    ap.add_argument("--to", dest="end", type=int, default=None, help="last epoch (default: the last one)")
+    ap.add_argument("--out", default=None, help="output file (default: checkpoints/swa_FROM_TO.pt)")
+    a = ap.parse_args(argv)
+    ckpt = Path(a.run_dir)
+    if (ckpt / "checkpoints").is_dir():
+        ckpt = ckpt / "checkpoints"
+    try:
+        path = average_checkpoints(ckpt, a.start, a.end, a.out)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Typed training/evaluation configuration: dataclasses loaded from YAML, with dotted command-line overrides.
+
+A config file is plain YAML whose top-level sections mirror the dataclasses below::
+
+    output_dir: runs/k400
+    model: {clip: ViT-B-16, pretrained: openai}
+    train: {epochs: 22, global_batch: 64}
+
+and `key.sub=value` overrides (``train.epochs=3``, ``model.pretrained=null``) are applied on top. Values are parsed with
+``yaml.safe_load`` and checked against the field types, so a typo or a wrong type fails loudly, naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    """Which CLIP, and the FROSTER knobs (see model/froster.py)."""
+    clip: str = "ViT-B-16"                 # open_clip model name (or a project config under model/model_configs)
+    pretrained: str | None = "openai"      # open_clip pretrained tag; null for random init
+    checkpoint: str | None = None          # local weights file instead of a download (offline machines)
+    alpha: float = 0.1                     # residual projector weight: z' = z + alpha * P(z)
+    distill_weight: float = 2.0            # lambda in CE + lambda * (visual + text distillation)
+    temporal: str = "neighbour"            # "neighbour" (expand temporal view) | "none"
+    boundary: str = "mask"                 # "mask" (correct) | "zeros" (the reference's unmasked zero tokens)
+
+
+@dataclass
+class DataConfig:
+    """Where the split files are (``tools/make_splits.py --out``) and how clips are sampled."""
+    splits: str = "splits"                 # root folder or s3:// URL written by make_splits
+    protocol: str = "base2novel"           # "base2novel" | "cross"
+    dataset: str = "ucf101"                # base2novel: the dataset; cross: the training dataset (k400)
+    train_set: int = 1                     # base2novel few-shot training set: train_s{1,2,3}
+    eval_datasets: list[str] = field(default_factory=lambda: ["ucf101", "hmdb51", "k600"])  # cross only
+    device: str = "auto"                   # loader device: "auto" (gpu when CUDA is there) | "cpu" | "gpu"
+    num_frames: int = 8
+    sampling: str = "dense"                # "dense" (T frames every frame_stride) | "segment" (TSN)
+    frame_stride: int = 16
+    crop_size: int = 224
+    short_side_range: tuple[int, int] = (224, 256)
+    flip: bool = True
+    num_views: int = 3                     # evaluation: temporal views, logits summed
+    num_threads: int = 4
+    prefetch: int = 2
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation recipe. ``lr`` and ``min_lr`` are for ``lr_reference_batch`` and scale linearly."""
+    epochs: int = 22
+    warmup_epochs: int = 2
+    lr: float = 3.33e-6
+    min_lr: float = 3.33e-8
+    lr_reference_batch: int = 64
+    weight_decay: float = 0.01             # not applied to 1-D parameters (norms, biases, scales)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    clip_grad: float = 1.0                 # max gradient norm; 0 disables clipping
+    global_batch: int = 64                 # clips per optimiser step over all processes
+    micro_batch: int = 8                   # clips per process per forward; accumulation fills the rest
+    mixed_precision: str = "bf16"          # "no" | "bf16" | "fp16" (autocast through accelerate)
+    distributed: str = "ddp"               # "ddp" | "fsdp"
+    seed: int = 0
+    average_from: int = 2                  # evaluate the uniform average of epochs average_from..last (swa_2_22)
+    save_every_steps: int = 0              # also write a mid-epoch resume point every N optimiser steps (0: off)
+    keep_states: int = 2                   # resume states kept (weights of every epoch are always kept)
+    log_every: int = 10                    # optimiser steps between log lines
+    progress: bool = True                  # tqdm bar on the main process
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 8                    # rows per batch per process (a row is one view of one clip)
+    weights: str = "average"               # "average" | "last" | a path to a student weights file
+    zero_shot: bool = False                # evaluate the frozen original CLIP instead (the baseline)
+
+
+@dataclass
+class Config:
+    output_dir: str = "runs/froster"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _coerce(value, tp, where: str):
+    """Check/convert one YAML value to the annotated type, or raise naming the key."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key {where + '.' if where else ''}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        tp = hints[name]
+        kwargs[name] = _build(tp, value, key) if dataclasses.is_dataclass(tp) else _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=value`` strings to a nested dict; values are YAML (``3``, ``1e-5``, ``null``, ``[1, 2]``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p} is not a section")
+        node[parts[-1]] = yaml.safe_load(text)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- YAML file <- overrides, checked against the dataclasses."""
+    data: dict = {}
+    if path is not None:
+        text = Path(path).read_text()
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+    data = apply_overrides(data, list(overrides or []))
+    try:
+        cfg = _build(Config, data, "")
+    except ConfigError as e:
+        raise ConfigError(f"{path or 'config'}: {e}") from None
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that a type cannot express."""
+    t, d = cfg.train, cfg.data
+    choices = {
+        "data.protocol": (d.protocol, ("base2novel", "cross")),
+        "data.device": (d.device, ("auto", "cpu", "gpu")),
+        "data.sampling": (d.sampling, ("dense", "segment")),
+        "train.mixed_precision": (t.mixed_precision, ("no", "bf16", "fp16")),
+        "train.distributed": (t.distributed, ("ddp", "fsdp")),
+        "model.temporal": (cfg.model.temporal, ("neighbour", "none")),
+        "model.boundary": (cfg.model.boundary, ("mask", "zeros")),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
+    for key, value in (("train.epochs", t.epochs), ("train.global_batch", t.global_batch),
+                       ("train.micro_batch", t.micro_batch), ("data.num_frames", d.num_frames),
+                       ("data.num_views", d.num_views), ("eval.batch_size", cfg.eval.batch_size)):
+        if value < 1:
+            raise ConfigError(f"{key}={value}: must be at least 1")
+    if not 0 <= t.warmup_epochs < t.epochs:
+        raise ConfigError(f"train.warmup_epochs={t.warmup_epochs}: must be in [0, train.epochs)")
+    if not 1 <= t.average_from <= t.epochs:
+        raise ConfigError(f"train.average_from={t.average_from}: must be in [1, train.epochs={t.epochs}]")
+
+
+def accumulation_steps(global_batch: int, micro_batch: int, num_processes: int) -> int:
+    """Micro-batches per optimiser step so that micro_batch x processes x steps == global_batch exactly."""
+    per_step = micro_batch * num_processes
+    if global_batch % per_step:
+        raise ConfigError(
+            f"train.global_batch={global_batch} is not a multiple of train.micro_batch={micro_batch} x "
+            f"{num_processes} process(es); pick a micro_batch that divides {global_batch // num_processes}")
+    return global_batch // per_step
+
+
+def scaled_lr(cfg: TrainConfig) -> tuple[float, float]:
+    """(peak lr, final lr) scaled linearly with the global batch, as the reference recipe does."""
+    s = cfg.global_batch / cfg.lr_reference_batch
+    return cfg.lr * s, cfg.min_lr * s
+
+
+def split_paths(cfg: DataConfig) -> dict:
+    """The split files of the configured protocol, in make_splits' layout.
+
+    Returns ``{"train": url, "eval": {dataset: {name: url}}}``; names are ``base``/``novel`` (base2novel) or
+    ``1``, ``2``, ``3`` and ``full`` (cross; ``full`` only when the file exists).
+    """
+    root = cfg.splits.rstrip("/")
+    if cfg.protocol == "base2novel":
+        d = f"{root}/base2novel/{cfg.dataset}"
+        return {"train": f"{d}/train_s{cfg.train_set}.parquet",
+                "eval": {cfg.dataset: {"base": f"{d}/eval_base.parquet", "novel": f"{d}/eval_novel.parquet"}}}
+    evals = {}
+    for ds in cfg.eval_datasets:
+        d = f"{root}/cross/{ds}"
+        evals[ds] = {str(i): f"{d}/eval_{i}.parquet" for i in (1, 2, 3)} | {"full": f"{d}/eval_full.parquet"}
+    return {"train": f"{root}/cross/{cfg.dataset}/train.parquet", "eval": evals}

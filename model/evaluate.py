@@ -1,0 +1,303 @@
+"""Evaluation: the papers' metrics, 3 temporal views x 1 crop with summed logits, on every rank, each clip once.
+
+    python model/evaluate.py --config FILE [--zero-shot] [--weights PATH] [key.sub=value ...]
+    accelerate launch model/evaluate.py --config FILE            # all ranks share the work
+    accelerate launch model/train.py --config FILE --eval-only   # the same thing from the recipe
+
+Base-to-novel: base accuracy on ``eval_base`` among the base classes, novel accuracy on ``eval_novel`` among the novel
+classes, HM = 2BN/(B+N). Cross-dataset: top-1/top-5 on each of the 3 splits, their mean and std (population std,
+numpy's default), and the full set where it exists. All accuracies are in percent. Writes ``results.json`` and
+``results.md`` into ``output_dir`` (or ``--out``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python model/evaluate.py` runs this file as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from model.config import Config, ConfigError, load_config, split_paths
+
+
+# ----------------------------------------------------------------------------------------------------------- metrics
+def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[int, float]:
+    """Top-k accuracy in percent for each k (k is clipped to the number of classes)."""
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise ValueError(f"expected logits [N, C] and labels [N], got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    n, c = logits.shape
+    if n == 0:
+        raise ValueError("no samples to score")
+    top = logits.float().topk(min(max(ks), c), dim=1).indices
+    hit = top == labels.view(-1, 1)
+    return {k: 100.0 * hit[:, :min(k, c)].any(dim=1).float().mean().item() for k in ks}
+
+
+def harmonic_mean(base: float, novel: float) -> float:
+    """HM = 2BN / (B + N); 0 when both are 0."""
+    return 0.0 if base + novel == 0 else 2.0 * base * novel / (base + novel)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and population standard deviation (what the papers' mean +- std over 3 splits uses)."""
+    if not values:
+        raise ValueError("mean_std of no values")
+    m = sum(values) / len(values)
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
+
+
+@dataclass
+class ViewSums:
+    """Per-clip sums of logits over its temporal views, keyed by sample key (what one rank has seen)."""
+    logits: dict[str, torch.Tensor] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    views: dict[str, int] = field(default_factory=dict)
+
+    def add(self, keys: list[str], logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None):
+        """Add a batch of (clip, view) rows; rows with ``valid == False`` are padding and are ignored."""
+        logits, labels = logits.detach().float().cpu(), labels.cpu()
+        valid = torch.ones(len(keys), dtype=torch.bool) if valid is None else valid.cpu().bool()
+        for i, key in enumerate(keys):
+            if not valid[i]:
+                continue
+            label = int(labels[i])
+            if key in self.logits:
+                if self.labels[key] != label:
+                    raise ValueError(f"sample {key}: views disagree on the label ({self.labels[key]} vs {label})")
+                self.logits[key] = self.logits[key] + logits[i]
+                self.views[key] += 1
+            else:
+                self.logits[key], self.labels[key], self.views[key] = logits[i].clone(), label, 1
+
+    def merge(self, other: "ViewSums") -> "ViewSums":
+        """Combine two ranks' sums: a clip whose views landed on several ranks is still one clip."""
+        out = ViewSums(dict(self.logits), dict(self.labels), dict(self.views))
+        for key, lg in other.logits.items():
+            out.add([key], lg[None], torch.tensor([other.labels[key]]))
+            out.views[key] += other.views[key] - 1
+        return out
+
+    def stacked(self) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+        keys = sorted(self.logits)
+        if not keys:
+            return [], torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
+        return keys, torch.stack([self.logits[k] for k in keys]), torch.tensor([self.labels[k] for k in keys])
+
+
+def gather_view_sums(sums: ViewSums, accelerator=None) -> ViewSums:
+    """All ranks' sums merged (on every rank); each clip counted once however the views were distributed."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return sums
+    from accelerate.utils import gather_object
+    parts = gather_object([(sums.logits, sums.labels, sums.views)])
+    merged = ViewSums()
+    for lg, lb, vw in parts:
+        merged = merged.merge(ViewSums(lg, lb, vw))
+    return merged
+
+
+def score(sums: ViewSums, num_classes: int, expected_views: int | None = None) -> dict:
+    """top1/top5 (percent) and counts for one split's merged view sums."""
+    keys, logits, labels = sums.stacked()
+    if not keys:
+        raise ValueError("no samples were evaluated")
+    if logits.shape[1] != num_classes:
+        raise ValueError(f"logits have {logits.shape[1]} classes, the split has {num_classes}")
+    acc = topk_accuracy(logits, labels, (1, 5))
+    out = {"top1": acc[1], "top5": acc[5], "num_samples": len(keys), "num_classes": num_classes}
+    if expected_views is not None:
+        short = sum(1 for k in keys if sums.views[k] != expected_views)
+        if short:
+            out["samples_with_other_view_count"] = short
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ result shapes
+def base2novel_results(dataset: str, base: dict, novel: dict) -> dict:
+    """The B2N results.json (accuracies in percent)."""
+    return {"protocol": "base2novel", "dataset": dataset,
+            "base_top1": base["top1"], "novel_top1": novel["top1"], "hm": harmonic_mean(base["top1"], novel["top1"]),
+            "base_top5": base["top5"], "novel_top5": novel["top5"],
+            "num_base_classes": base["num_classes"], "num_novel_classes": novel["num_classes"],
+            "num_base_samples": base["num_samples"], "num_novel_samples": novel["num_samples"]}
+
+
+def cross_results(per_dataset: dict[str, dict[str, dict]]) -> dict:
+    """The cross-dataset results.json: per dataset, each split's scores, mean/std over splits 1..3, and full."""
+    out = {"protocol": "cross", "datasets": {}}
+    for ds, splits in per_dataset.items():
+        numbered = [splits[s] for s in sorted(splits) if s != "full"]
+        entry = {"splits": {s: splits[s] for s in sorted(splits) if s != "full"}}
+        for metric in ("top1", "top5"):
+            m, s = mean_std([r[metric] for r in numbered])
+            entry[f"{metric}_mean"], entry[f"{metric}_std"] = m, s
+        if "full" in splits:
+            entry["full"] = splits["full"]
+        out["datasets"][ds] = entry
+    return out
+
+
+def markdown_table(results: dict) -> str:
+    """The results as a Markdown table, the way the papers print them."""
+    if results["protocol"] == "base2novel":
+        r = results
+        return ("| dataset | base top-1 | novel top-1 | HM | base classes | novel classes |\n"
+                "|---|---:|---:|---:|---:|---:|\n"
+                f"| {r['dataset']} | {r['base_top1']:.2f} | {r['novel_top1']:.2f} | {r['hm']:.2f} "
+                f"| {r['num_base_classes']} | {r['num_novel_classes']} |\n")
+    lines = ["| dataset | split | top-1 | top-5 | classes | samples |", "|---|---|---:|---:|---:|---:|"]
+    for ds, e in results["datasets"].items():
+        for s, r in e["splits"].items():
+            lines.append(f"| {ds} | {s} | {r['top1']:.2f} | {r['top5']:.2f} | {r['num_classes']} | {r['num_samples']} |")
+        lines.append(f"| {ds} | mean ± std | {e['top1_mean']:.2f} ± {e['top1_std']:.2f} "
+                     f"| {e['top5_mean']:.2f} ± {e['top5_std']:.2f} | | |")
+        if "full" in e:
+            r = e["full"]
+            lines.append(f"| {ds} | full | {r['top1']:.2f} | {r['top5']:.2f} | {r['num_classes']} | {r['num_samples']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    j, m = out_dir / "results.json", out_dir / "results.md"
+    j.write_text(json.dumps(results, indent=2) + "\n")
+    m.write_text(markdown_table(results))
+    return j, m
+
+
+# ------------------------------------------------------------------------------------------------------- the runner
+def resolve_weights(cfg: Config) -> Path:
+    """eval.weights -> a file: "average" (swa_{from}_{last}.pt, made on demand), "last" (the last epoch), or a path."""
+    from model.average import average_checkpoints, epoch_weights
+    ckpt = Path(cfg.output_dir) / "checkpoints"
+    w = cfg.eval.weights
+    if w not in ("average", "last"):
+        if not Path(w).is_file():
+            raise FileNotFoundError(f"eval.weights: no such file {w}")
+        return Path(w)
+    epochs = epoch_weights(ckpt)
+    if not epochs:
+        raise FileNotFoundError(f"{ckpt}: no epoch checkpoints to evaluate; train first, or pass --weights PATH "
+                                f"or --zero-shot")
+    last = max(epochs)
+    if w == "last":
+        return epochs[last]
+    path = ckpt / f"swa_{cfg.train.average_from}_{last}.pt"
+    return path if path.exists() else average_checkpoints(ckpt, cfg.train.average_from, last, path)
+
+
+def build_eval_model(cfg: Config, weights: Path | None):
+    """zero-shot: the original CLIP as the frozen teacher; else the student CLIP loaded from `weights`."""
+    from model.froster import Froster
+    from model.train import quick_gelu
+    m = cfg.model
+    if weights is None:
+        return Froster.build(m.clip, m.pretrained, m.checkpoint, temporal=m.temporal, boundary=m.boundary,
+                             quick_gelu=quick_gelu(cfg), teacher=True)
+    return Froster.build(m.clip, None, weights, temporal=m.temporal, boundary=m.boundary,
+                         quick_gelu=quick_gelu(cfg), teacher=False)
+
+
+def split_exists(url: str) -> bool:
+    from shards.storage import Store, is_remote
+    import posixpath
+    parent, name = (posixpath.split(url) if is_remote(url) else os.path.split(url))
+    return Store(parent).exists(name)
+
+
+@torch.no_grad()
+def evaluate_split(model, url: str, cfg: Config, accelerator, zero_shot: bool) -> dict:
+    """Score one split file: every rank predicts its share, view logits are summed, ranks merged."""
+    from pipeline.loader import build_loader
+    from model import prompts
+    from model.train import loader_config, loader_device
+    loader = build_loader(url, loader_config(cfg, train=False, batch_size=cfg.eval.batch_size,
+                                             device=loader_device(cfg, accelerator)),
+                          rank=accelerator.process_index, world_size=accelerator.num_processes)
+    model.set_classes(prompts.class_texts(loader.classes))
+    sums = ViewSums()
+    bar = __import__("tqdm").tqdm(loader, desc=url.rsplit("/", 1)[-1], unit="batch", dynamic_ncols=True,
+                                  disable=not (cfg.train.progress and accelerator.is_main_process), leave=False)
+    for batch in bar:
+        with accelerator.autocast():
+            logits = model.predict(batch.clips.to(accelerator.device), zero_shot=zero_shot)
+        sums.add(batch.keys, logits, batch.labels, batch.valid)
+    result = score(gather_view_sums(sums, accelerator), len(loader.classes), cfg.data.num_views)
+    if loader.stats.get("decode_errors"):
+        result["decode_errors"] = int(loader.stats["decode_errors"])
+    return result
+
+
+def run(cfg: Config, accelerator=None, out_dir: str | Path | None = None) -> dict:
+    """Evaluate the configured protocol; write results.json / results.md (main process); return the results."""
+    from accelerate import Accelerator
+    accelerator = accelerator or Accelerator(mixed_precision=cfg.train.mixed_precision)
+    zero_shot = cfg.eval.zero_shot
+    weights = None
+    if not zero_shot:
+        if accelerator.is_main_process:
+            weights = resolve_weights(cfg)  # may write the average once
+        accelerator.wait_for_everyone()
+        weights = resolve_weights(cfg)
+    from model.train import check_crop
+    model = build_eval_model(cfg, weights)
+    check_crop(model, cfg)
+    model = model.to(accelerator.device).eval()
+    accelerator.print(f"evaluating {'the zero-shot CLIP ' + cfg.model.clip if zero_shot else weights}")
+    tic = time.time()
+    paths = split_paths(cfg.data)["eval"]
+    per_dataset = {}
+    for ds, splits in paths.items():
+        per_dataset[ds] = {}
+        for name, url in splits.items():
+            if name == "full" and not split_exists(url):
+                continue
+            per_dataset[ds][name] = evaluate_split(model, url, cfg, accelerator, zero_shot)
+    if cfg.data.protocol == "base2novel":
+        (ds, s), = per_dataset.items()
+        results = base2novel_results(ds, s["base"], s["novel"])
+    else:
+        results = cross_results(per_dataset)
+    results["weights"] = "zero-shot" if zero_shot else str(weights)
+    results["model"] = cfg.model.clip
+    results["num_views"] = cfg.data.num_views
+    results["eval_seconds"] = round(time.time() - tic, 1)
+    if accelerator.is_main_process:
+        out = Path(out_dir) if out_dir else Path(cfg.output_dir) / ("zero_shot" if zero_shot else "")
+        write_results(results, out)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Evaluate FROSTER (or the zero-shot CLIP baseline).")
+    ap.add_argument("--config", required=True, help="the training YAML config")
+    ap.add_argument("--zero-shot", action="store_true", help="the frozen original CLIP, no temporal attention")
+    ap.add_argument("--weights", default=None, help="student weights file (default: eval.weights of the config)")
+    ap.add_argument("--out", default=None, help="folder for results.json/results.md (default: output_dir)")
+    ap.add_argument("overrides", nargs="*", help="key.sub=value")
+    a = ap.parse_args(argv)
+    try:
+        cfg = load_config(a.config, a.overrides)
+    except (ConfigError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    cfg.eval.zero_shot = cfg.eval.zero_shot or a.zero_shot
+    if a.weights:
+        cfg.eval.weights = a.weights
+    from accelerate import Accelerator
+    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision)
+    results = run(cfg, accelerator, a.out)
+    if accelerator.is_main_process:
+        print(markdown_table(results), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The loader the official FROSTER code uses, rebuilt over our shards, kept as the benchmark's baseline.
+
+Per sample, in torch DataLoader workers: read the video bytes, open them with PyAV, seek to the keyframe before the
+clip, decode up to its last frame converting every decoded frame to an RGB numpy array (as the official
+`pyav_decode` does), pick the clip's frames, then jitter the short side, crop, flip and normalise with torch. The
+sampling and augmentation rules are the pipeline's own (`pipeline.sampling`), so the two loaders do the same work.
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from shards.storage import Store, is_remote
+
+from .loader import LoaderConfig
+from .samples import SampleTable, load
+from .sampling import CLIP_MEAN, CLIP_STD, clip_indices, draw_batch_params, flip_changes_label
+
+
+def read_member(shard: str, offset: int, size: int) -> bytes:
+    """One ranged read of a tar member (local file or s3://)."""
+    if is_remote(shard):
+        folder, name = shard.rsplit("/", 1)
+        store = Store(folder)
+        return store.fs.cat_file(store.path(name), start=offset, end=offset + size)
+    with open(shard, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def decode_clip(data: bytes, indices: np.ndarray) -> np.ndarray:
+    """T x H x W x 3 uint8 frames at `indices` (clamped to the frames the stream really has)."""
+    first, last = int(indices.min()), int(indices.max())
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 30)
+        tb = float(stream.time_base)
+        if first > 0:
+            container.seek(int(first / rate / tb), backward=True, any_frame=False, stream=stream)
+        frames: dict[int, np.ndarray] = {}
+        for frame in container.decode(stream):
+            i = int(round(frame.pts * tb * rate)) if frame.pts is not None else len(frames)
+            if i > last:
+                break
+            frames[i] = frame.to_ndarray(format="rgb24")   # every decoded frame, as the official decoder does
+    if not frames:
+        raise ValueError("no frames decoded")
+    have = np.array(sorted(frames))
+    pick = have[np.clip(np.searchsorted(have, indices, side="right") - 1, 0, len(have) - 1)]
+    return np.stack([frames[int(i)] for i in pick])
+
+
+class PyAVClips(Dataset):
+    """(clip T x 3 x H x W float, label) per sample, decoded and augmented in the worker process."""
+
+    def __init__(self, table: SampleTable, cfg: LoaderConfig, epoch: int = 0):
+        self.table, self.cfg, self.epoch = table, cfg, epoch
+        names = {lb: name for lb, name, _ in table.classes}
+        self.no_flip = {int(lb) for lb in table.label if flip_changes_label(names.get(int(lb), ""))}
+        self.mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, i: int):
+        cfg, t = self.cfg, self.table
+        entry = t.entries[i]
+        mp4 = next(m for m in entry.members if m.ext == "mp4")
+        data = read_member(t.shards[t.shard[i]], mp4.offset, mp4.size)
+        with av.open(io.BytesIO(data)) as c:
+            n = c.streams.video[0].frames
+        rng = np.random.default_rng([cfg.seed, self.epoch, i])
+        p = draw_batch_params(rng, 1, cfg.num_frames, train=cfg.train, short_side_range=cfg.short_side_range,
+                              crop_size=cfg.crop_size, sampling=cfg.sampling, num_views=cfg.num_views)
+        idx = clip_indices(n, cfg.num_frames, cfg.sampling, cfg.frame_stride, p.r[0], cfg.train)
+        clip = torch.from_numpy(decode_clip(data, idx)).permute(0, 3, 1, 2).float()   # T x 3 x H x W
+        h, w = clip.shape[-2:]
+        s = float(p.short[0]) / min(h, w)
+        clip = F.interpolate(clip, size=(round(h * s), round(w * s)), mode="bilinear", align_corners=False)
+        h, w, c = clip.shape[-2], clip.shape[-1], cfg.crop_size
+        y, x = int(round(float(p.crop_y[0]) * (h - c))), int(round(float(p.crop_x[0]) * (w - c)))
+        clip = clip[..., y:y + c, x:x + c]
+        if cfg.train and cfg.flip and p.flip[0] and (cfg.force_flip or int(t.label[i]) not in self.no_flip):
+            clip = clip.flip(-1)
+        clip = (clip / 255.0 - self.mean) / self.std
+        return clip, int(t.label[i])
+
+
+def build_baseline(split: str, cfg: LoaderConfig, num_workers: int | None = None, epoch: int = 0) -> DataLoader:
+    """A torch DataLoader over the same split, `num_workers` processes decoding with PyAV (default: all cores)."""
+    table = load(split, shards=cfg.shards, manifest_split=cfg.manifest_split)
+    workers = (os.cpu_count() or 1) if num_workers is None else num_workers
+    return DataLoader(PyAVClips(table, cfg, epoch), batch_size=cfg.batch_size, shuffle=cfg.train,
+                      num_workers=workers, drop_last=cfg.train, persistent_workers=workers > 0,
+                      generator=torch.Generator().manual_seed(cfg.seed))

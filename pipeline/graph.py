@@ -1,0 +1,112 @@
+"""The DALI graph: read the shard members, pick frames from `{key}.nfr`, decode, resize, crop, flip, normalise.
+
+One graph for both devices: `decoders.video` runs on "cpu" or "mixed" (NVDEC) and everything after it runs
+where the frames are. Python touches a batch once, in the external source that hands over that batch's random
+draws (`sampling.BatchParams`); no Python runs per sample.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import nvidia.dali.fn as fn
+import nvidia.dali.math as dmath
+import nvidia.dali.types as types
+from nvidia.dali import pipeline_def
+
+from .sampling import CLIP_MEAN, CLIP_STD, BatchParams, window_length
+
+_DALI_DTYPES = {"fp32": types.FLOAT, "bf16": types.FLOAT, "fp16": types.FLOAT16}
+
+
+@dataclass
+class GraphSpec:
+    """What the graph needs to know; the loader fills it from its `LoaderConfig` and the split."""
+
+    device: str = "cpu"                 # "cpu" | "gpu"
+    batch_size: int = 8
+    num_frames: int = 8
+    sampling: str = "dense"             # "dense" | "segment"
+    frame_stride: int = 16
+    train: bool = True
+    crop_size: int = 224
+    dtype: str = "fp32"
+    label_map: dict[int, int] = field(default_factory=dict)   # source label -> split label
+    no_flip: Sequence[int] = ()          # source labels that are never mirrored
+    num_threads: int = 2
+    prefetch: int = 2
+    seed: int = 0
+    device_id: int | None = None         # CUDA device for "gpu"
+
+
+def _scalar(x):
+    """The reader yields 1-element int32 tensors; arithmetic and lookups want scalars."""
+    return fn.reshape(x, shape=[])
+
+
+def frame_indices(nfr, r, spec: GraphSpec):
+    """In-graph twin of `sampling.clip_indices`: int32 [T] frame indices per sample."""
+    T = spec.num_frames
+    ar = types.Constant(np.arange(T, dtype=np.float32))
+    if spec.sampling == "dense":
+        delta = dmath.max(nfr - window_length(T, spec.frame_stride), 0)
+        span = delta + 1 if spec.train else delta
+        start = fn.cast(dmath.floor(r[0] * span), dtype=types.INT32)
+        idx = start + fn.cast(ar * spec.frame_stride, dtype=types.INT32)
+    elif spec.sampling == "segment":
+        idx = fn.cast(dmath.floor((ar + r) * nfr / T), dtype=types.INT32)
+    else:
+        raise ValueError(f"sampling must be 'dense' or 'segment', got {spec.sampling!r}")
+    return dmath.max(dmath.min(idx, dmath.max(nfr - 1, 0)), 0)
+
+
+def build_pipeline(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[str],
+                   params: Callable[[int], BatchParams]):
+    """A built DALI pipeline over `paths` (tar files or s3:// URLs) read in the exact order of `index_paths`.
+
+    `params(i)` returns the random draws of the pipeline's i-th batch. Outputs: clips (B, T, 3, H, W),
+    split labels (int64), frame indices (int32, B x T).
+    """
+    if spec.device not in ("cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu' or 'gpu', got {spec.device!r}")
+    if spec.dtype not in _DALI_DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DALI_DTYPES)}, got {spec.dtype!r}")
+
+    def source(info):
+        p = params(info.iteration)
+        return p.r, p.crop_x, p.crop_y, p.flip, p.short
+
+    keys = sorted(spec.label_map)
+
+    @pipeline_def(batch_size=spec.batch_size, num_threads=spec.num_threads,
+                  device_id=spec.device_id if spec.device == "gpu" else None,
+                  prefetch_queue_depth=spec.prefetch, seed=spec.seed)
+    def graph():
+        video, lbl, nfr = fn.readers.webdataset(
+            paths=list(paths), index_paths=list(index_paths), ext=["mp4", "lbl", "nfr"],
+            dtypes=[types.UINT8, types.INT32, types.INT32], missing_component_behavior="error",
+            random_shuffle=False, name="reader")
+        r, crop_x, crop_y, coin, short = fn.external_source(
+            source=source, num_outputs=5, batch=True, batch_info=True,
+            dtype=[types.FLOAT, types.FLOAT, types.FLOAT, types.INT32, types.FLOAT])
+        nfr, src_label = _scalar(nfr), _scalar(lbl)
+        idx = frame_indices(nfr, r, spec)
+        frames = fn.decoders.video(video, device="mixed" if spec.device == "gpu" else "cpu",
+                                   frames=idx, pad_mode="edge")
+        frames = fn.resize(frames, resize_shorter=short, antialias=True)
+        if spec.no_flip:
+            allowed = fn.lookup_table(src_label, keys=list(spec.no_flip), values=[0] * len(spec.no_flip),
+                                      default_value=1, dtype=types.INT32)
+            coin = coin * allowed
+        clips = fn.crop_mirror_normalize(
+            frames, crop=(spec.crop_size, spec.crop_size), crop_pos_x=crop_x, crop_pos_y=crop_y,
+            mirror=coin, mean=[m * 255 for m in CLIP_MEAN], std=[s * 255 for s in CLIP_STD],
+            output_layout="FCHW", dtype=_DALI_DTYPES[spec.dtype])
+        labels = fn.lookup_table(src_label, keys=keys or [0], values=[spec.label_map[k] for k in keys] or [-1],
+                                 default_value=-1, dtype=types.INT64)
+        return clips, labels, idx
+
+    pipe = graph()
+    pipe.build()
+    return pipe

@@ -1,0 +1,377 @@
+"""Convert a dataset as distributed into tar shards, DALI index files and Parquet manifests.
+
+The walk: `sources` -> ordered records -> worker processes (`transcode`) -> `writer` (one shard at a time,
+committed atomically) -> a per-shard manifest fragment under `_work/` -> at the end, `manifest.parquet`,
+`classes.parquet` and `rejects.parquet`.
+
+Resumable: records are processed in a fixed order (sorted by key, then shuffled by `seed`) and each
+shard closes at a byte size, so the sample-to-shard assignment is deterministic. A shard counts as done
+when its fragment `_work/{shard}.manifest.parquet` exists (written after the tar and index); a re-run
+skips the records of done shards and resumes with the next shard, exactly where an uninterrupted run
+would be. `--part I/N` keeps the records whose key hashes to I and numbers its shards I-1, I-1+N, ...,
+so N machines write disjoint shards into one `--out`; the last part to finish (or `merge`) writes the manifests.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+
+from . import manifest as mf
+from .records import VideoRecord
+from .sources import DatasetIndex, load
+from .storage import Store
+from .transcode import EncodeOptions, StreamInfo, VideoError, quiet_ffmpeg, transcode
+from .writer import ShardBuilder, sample_members, shard_name
+
+WORK = "_work"
+SETTINGS = f"{WORK}/settings.json"
+DEFAULT_KEYFRAME_INTERVAL = 16
+
+
+@dataclass
+class ConvertSummary:
+    """What a conversion produced (all shards of this part, including ones finished by earlier runs)."""
+
+    dataset: str
+    out: str
+    samples: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)   # reason category -> count
+    bytes: int = 0                                         # bytes of the stored streams
+    shards: int = 0
+    elapsed_s: float = 0.0
+    processed: int = 0                                     # videos handled by this run (not skipped as done)
+    resumed_shards: int = 0                                # shards found done and skipped
+    merged: bool = False                                   # manifest.parquet written
+
+    @property
+    def videos_per_s(self) -> float:
+        return self.processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def __str__(self) -> str:
+        rej = ", ".join(f"{k}: {v}" for k, v in sorted(self.rejects.items())) or "none"
+        lines = [
+            f"dataset      {self.dataset} -> {self.out}",
+            f"samples      {self.samples}",
+            f"rejects      {sum(self.rejects.values())} ({rej})",
+            f"bytes        {self.bytes} ({self.bytes / 2 ** 20:.1f} MiB of video)",
+            f"shards       {self.shards} ({self.resumed_shards} already done)",
+            f"elapsed      {self.elapsed_s:.1f} s",
+            f"videos/s     {self.videos_per_s:.2f} ({self.processed} videos this run)",
+            f"manifest     {'written' if self.merged else 'not yet: waiting for the other parts (or run --merge)'}",
+        ]
+        return "\n".join(lines)
+
+
+def parse_size(text: str | int) -> int:
+    """'512MB' / '1.5GB' / '800k' / 4096 -> bytes (decimal units; KiB/MiB/GiB are binary)."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?)b?\s*", str(text).lower())
+    if not m:
+        raise ValueError(f"cannot read size {text!r}; write e.g. 512MB, 2GB, 64MiB")
+    base = 1024 if m.group(3) else 1000
+    return int(float(m.group(1)) * base ** " kmgt".index(m.group(2) or " "))
+
+
+def parse_part(part: str | tuple[int, int] | None) -> tuple[int, int]:
+    """'2/8' -> (2, 8); None -> (1, 1)."""
+    if part is None:
+        return 1, 1
+    if isinstance(part, str):
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", part)
+        if not m:
+            raise ValueError(f"--part must look like I/N (e.g. 3/8), got {part!r}")
+        part = int(m.group(1)), int(m.group(2))
+    i, n = part
+    if not 1 <= i <= n:
+        raise ValueError(f"--part I/N needs 1 <= I <= N, got {i}/{n}")
+    return i, n
+
+
+def in_part(key: str, i: int, n: int) -> bool:
+    return n == 1 or int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % n == i - 1
+
+
+def order_records(records: list[VideoRecord], splits: list[str], seed: int, limit: int | None) -> dict:
+    """Records per split in conversion order: sorted by key, then shuffled by `seed` (mixes classes within shards)."""
+    out = {}
+    for split in splits:
+        rs = sorted((r for r in records if r.split == split), key=lambda r: r.key)
+        random.Random(f"{seed}:{split}").shuffle(rs)
+        out[split] = rs[:limit] if limit is not None else rs
+    return out
+
+
+# ---------------------------------------------------------------- worker side
+
+def _work(args: tuple[VideoRecord, EncodeOptions]):
+    """Runs in a worker process: (record, mp4 bytes, info) or (record, None, reject reason)."""
+    record, opts = args
+    if record.reject:
+        return record, None, record.reject
+    try:
+        data, info = transcode(record.path, opts)
+    except VideoError as e:
+        return record, None, str(e)
+    except Exception as e:  # a bug or an FFmpeg surprise must not stop the conversion of 650k videos
+        return record, None, f"decode error at frame 0: {type(e).__name__}: {e}"
+    return record, data, info
+
+
+def _results(items: list, workers: int, opts: EncodeOptions):
+    """Yield worker results in input order, with at most a few videos in flight per worker."""
+    if workers <= 1:
+        quiet_ffmpeg()
+        for r in items:
+            yield _work((r, opts))
+        return
+    window = workers * 4
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=quiet_ffmpeg) as pool:
+        pending = collections.deque()
+        it = iter(items)
+        for r in it:
+            pending.append(pool.submit(_work, (r, opts)))
+            if len(pending) >= window:
+                break
+        while pending:
+            yield pending.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(_work, (nxt, opts)))
+
+
+# ---------------------------------------------------------------- rows
+
+def manifest_row(record: VideoRecord, info: StreamInfo) -> dict:
+    row = {"key": record.key, "dataset": record.dataset, "split": record.split, "label": record.label,
+           "class_name": record.class_name, "source_path": record.source_path, "video_id": record.video_id}
+    row.update(info.as_dict())
+    row.update(record.extras)
+    return row
+
+
+def reject_row(record: VideoRecord, reason: str) -> dict:
+    return {"video_id": record.video_id, "source_path": record.source_path, "split": record.split,
+            "class_name": record.class_name, "reason": reason, "key": record.key, "dataset": record.dataset,
+            "label": record.label}
+
+
+def reason_category(reason: str) -> str:
+    """'decode error at frame 17: ...' -> 'decode error' (the summary counts rejects by these)."""
+    return re.sub(r" at frame \d+$", "", reason.split(":", 1)[0].strip())
+
+
+# ---------------------------------------------------------------- conversion
+
+def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = None, codec: str = "vp9",
+                    short_side: int = 256, fps: float = 30, shard_size: str | int = "512MB",
+                    splits: list[str] | str | None = None, limit: int | None = None,
+                    part: str | tuple[int, int] | None = None, seed: int = 0, progress: bool = True,
+                    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL) -> ConvertSummary:
+    """Convert `root` (layout of `dataset`) into shards and manifests under `out` (folder or s3:// URL).
+
+    Re-running the same call after a crash resumes it. See the module docstring for the guarantees.
+    """
+    start = time.time()
+    if isinstance(splits, str):
+        splits = [s for s in splits.split(",") if s]
+    part_i, part_n = parse_part(part)
+    opts = EncodeOptions(codec=codec, fps=float(fps), short_side=int(short_side),
+                         keyframe_interval=int(keyframe_interval))
+    max_bytes = parse_size(shard_size)
+    workers = workers or os.cpu_count() or 1
+
+    index = load(dataset, root, splits)
+    store = Store(out, tmp_name=f"_tmp/part-{part_i}-of-{part_n}")
+    settings = {"dataset": dataset, "codec": codec, "fps": opts.fps, "short_side": opts.short_side,
+                "keyframe_interval": opts.keyframe_interval, "shard_size": max_bytes, "splits": index.splits,
+                "limit": limit, "seed": seed, "parts": part_n, "classes": index.classes}
+    _check_settings(store, settings)
+    store.clean_tmp()
+
+    ordered = order_records(index.records, index.splits, seed, limit)
+    summary = ConvertSummary(dataset, store.url)
+    plan = []  # (split, shard number sequence start k, records still to do)
+    for split in index.splits:
+        mine = [r for r in ordered[split] if in_part(r.key, part_i, part_n)]
+        k, done = 0, 0
+        while True:
+            frag = _fragment(store, shard_name(split, k * part_n + part_i - 1))
+            if frag is None:
+                break
+            rows, rejects, consumed = frag
+            expected = [r.key for r in mine[done:done + consumed]]
+            got = [row["key"] for row in rows + rejects]
+            if sorted(expected) != sorted(got):
+                raise RuntimeError(f"{store.url_of(WORK)}: the finished shard {shard_name(split, k * part_n + part_i - 1)}"
+                                   " holds other videos than this run would write there; convert into a fresh --out")
+            _count(summary, rows, rejects, has_tar=bool(rows))
+            summary.resumed_shards += 1
+            k, done = k + 1, done + consumed
+        plan.append((split, k, mine[done:]))
+
+    todo = sum(len(p[2]) for p in plan)
+    bar = _progress(todo, progress, dataset)
+    try:
+        for split, k, records in plan:
+            if records:
+                _convert_split(store, dataset, split, k, records, (part_i, part_n), opts, max_bytes, workers,
+                               summary, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary.processed = todo
+
+    if part_n == 1:
+        store.write_bytes(f"{WORK}/part-1-of-1.done", b"")
+        merge(store.url)
+        summary.merged = True
+    else:
+        store.write_bytes(f"{WORK}/part-{part_i}-of-{part_n}.done", b"")
+        if all(store.exists(f"{WORK}/part-{i}-of-{part_n}.done") for i in range(1, part_n + 1)):
+            merge(store.url)
+            summary.merged = True
+    store.clean_tmp()
+    summary.elapsed_s = time.time() - start
+    return summary
+
+
+def _convert_split(store, dataset, split, k, records, part, opts, max_bytes, workers, summary, bar):
+    """Fill shards k, k+1, ... of `split` with `records` in order, committing each when full."""
+    part_i, part_n = part
+    builder = None
+    rows, rejects, consumed = [], [], 0
+
+    def close():
+        nonlocal builder, rows, rejects, consumed, k
+        name = shard_name(split, k * part_n + part_i - 1)
+        if builder is not None:
+            builder.commit()
+        _write_fragment(store, dataset, name, rows, rejects, consumed)
+        _count(summary, rows, rejects, has_tar=builder is not None)
+        builder, rows, rejects, consumed, k = None, [], [], 0, k + 1
+
+    try:
+        for record, data, info in _results(records, workers, opts):
+            if data is None:
+                rejects.append(reject_row(record, info))
+                summary_rejects = sum(summary.rejects.values()) + len(rejects)
+            else:
+                meta = manifest_row(record, info)
+                members = sample_members(record.key, data, meta, record.label, info.num_frames)
+                need = sum(512 + -(-len(d) // 512) * 512 for _, d in members)
+                if builder is not None and builder.nbytes + need > max_bytes:
+                    close()
+                if builder is None:
+                    builder = ShardBuilder(store, shard_name(split, k * part_n + part_i - 1))
+                offset, size = builder.add(record.key, members)
+                rows.append({**meta, "shard": builder.tar_name, "offset": offset, "size": size})
+                summary_rejects = sum(summary.rejects.values()) + len(rejects)
+            consumed += 1
+            if bar is not None:
+                bar.set_postfix(rejects=summary_rejects, refresh=False)
+                bar.update(1)
+        if consumed:
+            close()
+    except BaseException:
+        if builder is not None:
+            builder.abandon()
+        raise
+
+
+def _count(summary: ConvertSummary, rows: list[dict], rejects: list[dict], has_tar: bool) -> None:
+    summary.samples += len(rows)
+    summary.bytes += sum(r["bytes"] for r in rows)
+    summary.shards += int(has_tar)
+    for r in rejects:
+        cat = reason_category(r["reason"])
+        summary.rejects[cat] = summary.rejects.get(cat, 0) + 1
+
+
+def _progress(total: int, enabled: bool, dataset: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="video", desc=f"make_shards {dataset}", dynamic_ncols=True)
+
+
+def _check_settings(store: Store, settings: dict) -> None:
+    """A resumed run must use the settings of the first one; otherwise its shards would not fit together."""
+    if store.exists(SETTINGS):
+        old = json.loads(store.read_bytes(SETTINGS))
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if diff:
+            shown = {k: v for k, v in diff.items() if k != "classes"} or {"classes": "differ"}
+            raise RuntimeError(f"{store.url} already holds a conversion with other settings "
+                               f"(was, now): {shown}; use the same settings to resume, or a fresh --out")
+    else:
+        store.write_bytes(SETTINGS, json.dumps(settings, sort_keys=True, indent=1).encode())
+
+
+# ---------------------------------------------------------------- fragments and merge
+
+def _write_fragment(store: Store, dataset: str, name: str, rows: list[dict], rejects: list[dict],
+                    consumed: int) -> None:
+    """Record a finished shard: its rejects, then its manifest rows (the commit marker, written last)."""
+    mf.write_table(store, f"{WORK}/{name}.rejects.parquet", mf.rows_to_table(rejects, mf.reject_schema()))
+    table = mf.rows_to_table(rows, mf.manifest_schema(dataset))
+    table = table.replace_schema_metadata({b"consumed": str(consumed).encode()})
+    mf.write_table(store, f"{WORK}/{name}.manifest.parquet", table)
+
+
+def _fragment(store: Store, name: str):
+    """(manifest rows, reject rows, records consumed) of a finished shard, or None if it is not finished."""
+    rel = f"{WORK}/{name}.manifest.parquet"
+    if not store.exists(rel):
+        return None
+    table = mf.read_table(store, rel)
+    rejects = mf.read_table(store, f"{WORK}/{name}.rejects.parquet")
+    consumed = int(table.schema.metadata[b"consumed"])
+    return table.to_pylist(), rejects.to_pylist(), consumed
+
+
+def merge(out: str) -> tuple[pa.Table, pa.Table]:
+    """Combine the fragments of all parts into `manifest.parquet`, `rejects.parquet` and `classes.parquet`.
+
+    Rows are ordered by split (in the dataset's order), shard, then offset. Raises when a part is missing.
+    """
+    store = Store(out)
+    if not store.exists(SETTINGS):
+        raise FileNotFoundError(f"{store.url_of(SETTINGS)} not found: {store.url} holds no conversion")
+    settings = json.loads(store.read_bytes(SETTINGS))
+    n = settings["parts"]
+    missing = [i for i in range(1, n + 1) if not store.exists(f"{WORK}/part-{i}-of-{n}.done")]
+    if missing:
+        raise RuntimeError(f"cannot merge {store.url}: parts {missing} of {n} have not finished")
+    names = [f for f in store.list(WORK) if f.endswith(".manifest.parquet")]
+    split_order = {s: i for i, s in enumerate(settings["splits"])}
+    rows, rejects = [], []
+    for rel in names:
+        rows.append(mf.read_table(store, rel).replace_schema_metadata(None))
+        rejects.append(mf.read_table(store, rel.replace(".manifest.", ".rejects.")))
+    schema = mf.manifest_schema(settings["dataset"], {k: v for k, v in settings.items() if k != "classes"})
+    manifest = pa.concat_tables([t.cast(schema.remove_metadata()) for t in rows]) if rows else \
+        mf.rows_to_table([], schema)
+    order = sorted(range(manifest.num_rows), key=lambda i: (
+        split_order.get(manifest["split"][i].as_py(), 0), manifest["shard"][i].as_py(), manifest["offset"][i].as_py()))
+    manifest = manifest.take(pa.array(order, pa.int64())).replace_schema_metadata(schema.metadata)
+    rej = pa.concat_tables(rejects) if rejects else mf.rows_to_table([], mf.reject_schema())
+    rej_order = sorted(range(rej.num_rows), key=lambda i: (
+        split_order.get(rej["split"][i].as_py(), 0), rej["key"][i].as_py()))
+    rej = rej.take(pa.array(rej_order, pa.int64()))
+    mf.write_table(store, mf.CLASSES, mf.classes_table(settings["classes"]))
+    mf.write_table(store, mf.REJECTS, rej)
+    mf.write_table(store, mf.MANIFEST, manifest)
+    return manifest, rej

@@ -1,0 +1,119 @@
+"""Parquet schemas of the shard store (manifest, classes, rejects), read and written through fsspec."""
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .storage import Store
+
+MANIFEST = "manifest.parquet"
+CLASSES = "classes.parquet"
+REJECTS = "rejects.parquet"
+
+MANIFEST_FIELDS = [
+    pa.field("key", pa.string()),
+    pa.field("dataset", pa.string()),
+    pa.field("split", pa.string()),
+    pa.field("shard", pa.string()),          # relative to the store (--out)
+    pa.field("offset", pa.int64()),          # first tar header of the sample
+    pa.field("size", pa.int64()),            # first header .. end of the last member's padded data
+    pa.field("label", pa.int32()),           # -1 when unlabeled
+    pa.field("class_name", pa.string()),
+    pa.field("source_path", pa.string()),    # relative to --root
+    pa.field("video_id", pa.string()),
+    pa.field("num_frames", pa.int32()),
+    pa.field("fps", pa.float64()),
+    pa.field("source_fps", pa.float64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("duration_s", pa.float64()),
+    pa.field("codec", pa.string()),
+    pa.field("bytes", pa.int64()),           # of the stored stream ({key}.mp4)
+    pa.field("sha256", pa.string()),         # of the stored stream
+]
+
+# Dataset-specific columns. split1..3: the official split membership, "train" | "test" | "unused".
+EXTRA_FIELDS = {
+    "ucf101": [pa.field(f"split{i}", pa.string()) for i in (1, 2, 3)],
+    "hmdb51": [pa.field(f"split{i}", pa.string()) for i in (1, 2, 3)],
+    "k400": [pa.field("time_start", pa.int32()), pa.field("time_end", pa.int32())],
+    "k600": [pa.field("time_start", pa.int32()), pa.field("time_end", pa.int32())],
+    "ssv2": [pa.field("template", pa.string()), pa.field("placeholders", pa.list_(pa.string()))],
+}
+
+REJECT_FIELDS = [
+    pa.field("video_id", pa.string()),
+    pa.field("source_path", pa.string()),
+    pa.field("split", pa.string()),
+    pa.field("class_name", pa.string()),
+    pa.field("reason", pa.string()),
+    pa.field("key", pa.string()),
+    pa.field("dataset", pa.string()),
+    pa.field("label", pa.int32()),
+]
+
+CLASS_FIELDS = [pa.field("label", pa.int32()), pa.field("class_name", pa.string())]
+
+
+def manifest_schema(dataset: str, metadata: dict | None = None) -> pa.Schema:
+    schema = pa.schema(MANIFEST_FIELDS + EXTRA_FIELDS.get(dataset, []))
+    if metadata:
+        schema = schema.with_metadata({b"frostline": json.dumps(metadata, sort_keys=True).encode()})
+    return schema
+
+
+def reject_schema() -> pa.Schema:
+    return pa.schema(REJECT_FIELDS)
+
+
+def class_schema() -> pa.Schema:
+    return pa.schema(CLASS_FIELDS)
+
+
+def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    cols = {f.name: [r.get(f.name) for r in rows] for f in schema}
+    return pa.Table.from_pydict(cols, schema=schema)
+
+
+def classes_table(class_names: list[str]) -> pa.Table:
+    return pa.table({"label": pa.array(range(len(class_names)), pa.int32()),
+                     "class_name": pa.array(class_names, pa.string())}, schema=class_schema())
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def write_table(store: Store, rel: str, table: pa.Table) -> None:
+    store.write_bytes(rel, table_bytes(table))
+
+
+def read_table(store: Store, rel: str) -> pa.Table:
+    if not store.exists(rel):
+        raise FileNotFoundError(f"{store.url_of(rel)} does not exist")
+    return pq.read_table(io.BytesIO(store.read_bytes(rel)))
+
+
+def read_manifest(dir_or_url: str) -> pa.Table:
+    """The manifest of a shard store (local folder or s3://bucket/prefix)."""
+    return read_table(Store(dir_or_url), MANIFEST)
+
+
+def read_classes(dir_or_url: str) -> pa.Table:
+    return read_table(Store(dir_or_url), CLASSES)
+
+
+def read_rejects(dir_or_url: str) -> pa.Table:
+    return read_table(Store(dir_or_url), REJECTS)
+
+
+def store_metadata(table: pa.Table) -> dict:
+    """The conversion settings a manifest was written with (codec, fps, short side, keyframe interval...)."""
+    meta = table.schema.metadata or {}
+    raw = meta.get(b"frostline")
+    return json.loads(raw) if raw else {}

@@ -1,0 +1,228 @@
+"""The data model of the protocol splits: a manifest view, split files and plans, the seeded ranking."""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from ..manifest import CLASSES, MANIFEST, read_table
+from ..storage import Store, is_remote
+from .names import ClassEntry, SplitError, SplitWarning, load_prompts, normalise
+
+B2N_DATASETS = ("k400", "hmdb51", "ucf101", "ssv2")
+CROSS_DATASETS = ("ucf101", "hmdb51", "k600")
+OFFICIAL = ("ucf101", "hmdb51")          # datasets whose train/test membership is the official split1..3 columns
+EVAL_SPLITS = ("val", "validation")      # the evaluation split of Kinetics and SSv2, as the manifest names it
+
+ROW_SCHEMA = pa.schema([
+    pa.field("key", pa.string()),
+    pa.field("shard", pa.string()),          # absolute: a local path or s3://...
+    pa.field("offset", pa.int64()),
+    pa.field("size", pa.int64()),
+    pa.field("label", pa.int32()),           # 0-based in this file's classes file
+    pa.field("class_name", pa.string()),
+    pa.field("source_label", pa.int32()),    # the dataset's label (classes.parquet of the shard store); -1: none
+    pa.field("dataset", pa.string()),
+    pa.field("video_id", pa.string()),
+    pa.field("num_frames", pa.int32()),
+])
+CLASS_SCHEMA = pa.schema([
+    pa.field("label", pa.int32()),
+    pa.field("class_name", pa.string()),
+    pa.field("prompt", pa.string()),
+    pa.field("source_label", pa.int32()),
+])
+_COLUMNS = ("key", "shard", "offset", "size", "label", "class_name", "dataset", "video_id", "num_frames", "split")
+
+
+
+def rank(seed: int, purpose: str, item: str) -> str:
+    """The sort key of `item` for a seeded draw: sha256 of (seed, purpose, item).
+
+    Drawing the first K items by this key is deterministic on every machine and Python version, independent of
+    manifest row order, and stable when other items come or go. Different `purpose` strings give independent
+    draws (the three training sets, the three K600 class subsets).
+    """
+    return hashlib.sha256(f"frostline\0{seed}\0{purpose}\0{item}".encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------- manifests
+
+
+class Manifest:
+    """A shard store's manifest and class list, with the columns the splits need as Python lists."""
+
+    def __init__(self, url: str, table: pa.Table, classes: pa.Table, dataset: str | None = None):
+        self.store = Store(url)
+        self.url = self.store.url
+        missing = [c for c in _COLUMNS if c not in table.column_names]
+        if missing:
+            raise SplitError(f"{self.store.url_of(MANIFEST)}: missing column(s) {missing}")
+        names = table.column("dataset").unique().to_pylist()
+        if dataset is None:
+            if len(names) != 1:
+                raise SplitError(f"{self.store.url_of(MANIFEST)}: expected one dataset, found {names}")
+            dataset = names[0]
+        elif names and names != [dataset]:
+            raise SplitError(f"{self.store.url_of(MANIFEST)}: is a manifest of {names}, not {dataset!r}")
+        self.dataset = dataset
+        keep = [c for c in table.column_names if c in _COLUMNS or c in ("time_start", "split1", "split2", "split3")]
+        self.col = table.select(keep).to_pydict()
+        self.n = table.num_rows
+        self.classes: list[tuple[int, str]] = sorted(zip(classes.column("label").to_pylist(),
+                                                         classes.column("class_name").to_pylist()))
+        self.class_name = dict(self.classes)
+        shards = {s: self.store.url_of(s) if not (is_remote(s) or os.path.isabs(s)) else s
+                  for s in set(self.col["shard"])}
+        self.shard_url = [shards[s] for s in self.col["shard"]]
+
+    @classmethod
+    def load(cls, url: str, dataset: str | None = None) -> "Manifest":
+        store = Store(url)
+        for rel in (MANIFEST, CLASSES):
+            if not store.exists(rel):
+                raise SplitError(f"{store.url_of(rel)} does not exist: is {url} a shard store (tools/make_shards.py)?")
+        return cls(url, read_table(store, MANIFEST), read_table(store, CLASSES), dataset)
+
+    def labelled(self, i: int) -> bool:
+        return self.col["label"][i] is not None and self.col["label"][i] >= 0
+
+    def where(self, pred) -> list[int]:
+        return [i for i in range(self.n) if self.labelled(i) and pred(i)]
+
+    def in_split(self, *names: str) -> list[int]:
+        split = self.col["split"]
+        return self.where(lambda i: split[i] in names)
+
+    def official(self, n: int, *members: str) -> list[int]:
+        """Rows whose official split `n` membership (manifest column split{n}) is one of `members`."""
+        col = f"split{n}"
+        if col not in self.col:
+            raise SplitError(f"{self.store.url_of(MANIFEST)}: no column {col!r}: the official split membership of "
+                             f"{self.dataset} is needed here")
+        values = self.col[col]
+        return self.where(lambda i: values[i] in members)
+
+    def eval_rows(self) -> list[int]:
+        for name in EVAL_SPLITS:
+            rows = self.in_split(name)
+            if rows:
+                return rows
+        raise SplitError(f"{self.store.url_of(MANIFEST)}: no labelled rows in split {' or '.join(EVAL_SPLITS)}")
+
+
+# ------------------------------------------------------------------------------------------------- split plans
+
+
+@dataclass
+class SplitFile:
+    """One split Parquet file: rows of one manifest, their labels in `classes`, and the classes file's name."""
+
+    name: str                       # "train_s1" -> train_s1.parquet
+    classes_name: str               # "classes_base" -> classes_base.parquet
+    classes: list[ClassEntry]
+    manifest: Manifest
+    rows: list[int]
+    labels: list[int]
+
+    def table(self, meta: dict[str, str]) -> pa.Table:
+        m, names = self.manifest, [c.class_name for c in self.classes]
+        order = sorted(range(len(self.rows)), key=lambda j: (m.shard_url[self.rows[j]], m.col["offset"][self.rows[j]]))
+        rows = [self.rows[j] for j in order]
+        labels = [self.labels[j] for j in order]
+        data = {
+            "key": [m.col["key"][i] for i in rows],
+            "shard": [m.shard_url[i] for i in rows],
+            "offset": [m.col["offset"][i] for i in rows],
+            "size": [m.col["size"][i] for i in rows],
+            "label": labels,
+            "class_name": [names[lb] for lb in labels],
+            "source_label": [m.col["label"][i] for i in rows],
+            "dataset": [m.col["dataset"][i] for i in rows],
+            "video_id": [m.col["video_id"][i] for i in rows],
+            "num_frames": [m.col["num_frames"][i] for i in rows],
+        }
+        md = {b"classes_file": f"{self.classes_name}.parquet".encode()}
+        md.update({k.encode(): str(v).encode() for k, v in meta.items()})
+        return pa.Table.from_pydict(data, schema=ROW_SCHEMA.with_metadata(md))
+
+    def keys(self) -> set[str]:
+        return {self.manifest.col["key"][i] for i in self.rows}
+
+
+@dataclass
+class SplitPlan:
+    """Everything one command writes under one folder (e.g. base2novel/ucf101), plus what to tell the user."""
+
+    folder: str
+    files: list[SplitFile]
+    meta: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def warn(self, msg: str) -> None:
+        self.warnings.append(msg)
+        warnings.warn(msg, SplitWarning, stacklevel=3)
+
+
+def entries_of(classes: list[tuple[int, str]], prompts: dict[int, str]) -> list[ClassEntry]:
+    """Classes in the given order, relabelled 0..n-1; `classes` holds (source label, name)."""
+    return [ClassEntry(i, name, prompts.get(src, name), src) for i, (src, name) in enumerate(classes)]
+
+
+def by_class(m: Manifest, rows: list[int], entries: list[ClassEntry]) -> tuple[list[int], list[int]]:
+    """Keep the rows whose dataset label is one of `entries`, labelled by position in `entries`."""
+    to_split = {e.source_label: e.label for e in entries}
+    kept = [i for i in rows if m.col["label"][i] in to_split]
+    return kept, [to_split[m.col["label"][i]] for i in kept]
+
+
+def few_shot(m: Manifest, pool: list[int], entries: list[ClassEntry], shots: int, seed: int, purpose: str):
+    per_class: dict[int, list[int]] = {e.label: [] for e in entries}
+    to_split = {e.source_label: e.label for e in entries}
+    for i in pool:
+        per_class[to_split[m.col["label"][i]]].append(i)
+    rows, labels = [], []
+    for lbl, members in per_class.items():
+        members.sort(key=lambda i: rank(seed, purpose, m.col["key"][i]))
+        rows += members[:shots]
+        labels += [lbl] * len(members[:shots])
+    return rows, labels
+
+
+def prompts_for(m: Manifest, text: str | None, where: str | None) -> dict[int, str]:
+    return load_prompts(text, where, m.classes) if text is not None else {}
+
+
+def check_disjoint(plan: SplitPlan, train: list[SplitFile], evals: list[SplitFile]) -> None:
+    """No evaluation video in a training set; base and novel classes disjoint (by id and by normalised name)."""
+    train_keys = set().union(*(f.keys() for f in train)) if train else set()
+    for f in evals:
+        both = sorted(train_keys & f.keys())
+        if both:
+            raise SplitError(f"{plan.folder}/{f.name}: {len(both)} evaluation video(s) are also in a training set, "
+                             f"e.g. {both[:5]}")
+    names = {f.classes_name: f.classes for f in plan.files}
+    if "classes_base" in names and "classes_novel" in names:
+        base, novel = names["classes_base"], names["classes_novel"]
+        ids = {c.source_label for c in base if c.source_label >= 0} & {c.source_label for c in novel}
+        norm = {normalise(c.class_name) for c in base} & {normalise(c.class_name) for c in novel}
+        if ids or norm:
+            raise SplitError(f"{plan.folder}: base and novel classes overlap: "
+                             f"{sorted(norm)[:10] or sorted(ids)[:10]}")
+
+
+def warn_short(plan: SplitPlan, m: Manifest, pool: list[int], entries: list[ClassEntry], shots: int) -> None:
+    counts = {e.label: 0 for e in entries}
+    to_split = {e.source_label: e.label for e in entries}
+    for i in pool:
+        counts[to_split[m.col["label"][i]]] += 1
+    short = [(entries[lb].class_name, c) for lb, c in counts.items() if c < shots]
+    if short:
+        plan.warn(f"{plan.folder}: {len(short)} base class(es) have fewer than {shots} training videos; "
+                  f"all of their videos are used: " + ", ".join(f"{n!r} ({c})" for n, c in short))
+
+

@@ -1,0 +1,102 @@
+"""Kinetics-400 / -600 as released by CVDF: `annotations/{train,val,test}.csv` plus videos anywhere under ROOT.
+
+CSV header: `label,youtube_id,time_start,time_end,split` (older releases add `is_cc`; K600's test
+list has no label). Videos are `{youtube_id}_{start:06d}_{end:06d}.{mp4,mkv,webm}` in flat split
+folders, class folders or short-side-256 copies; files under `replacement/**` win over the
+originals. Classes are the sorted label names of the labeled splits; unlabeled rows get -1.
+"""
+from __future__ import annotations
+
+import csv
+import os
+
+from ..records import LayoutError, VideoRecord, make_key
+from . import DatasetIndex
+
+SPLIT_FILES = {"train": ("train.csv",), "val": ("val.csv", "validate.csv"), "test": ("test.csv",)}
+VIDEO_EXTS = (".mp4", ".mkv", ".webm")
+REQUIRED = ("youtube_id", "time_start", "time_end")
+
+
+def index_videos(root: str) -> dict[str, str]:
+    """Video file stem -> path, for every video under root; `replacement/` copies take precedence."""
+    found: dict[str, str] = {}
+    replaced: dict[str, str] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        rel = os.path.relpath(folder, root).replace(os.sep, "/")
+        is_replacement = rel == "replacement" or rel.startswith("replacement/")
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in VIDEO_EXTS:
+                continue
+            target = replaced if is_replacement else found
+            target.setdefault(stem, os.path.join(folder, name))
+    found.update(replaced)
+    return found
+
+
+def _int_seconds(value: str, path: str, no: int, column: str) -> int:
+    try:
+        return int(float(value))
+    except ValueError:
+        raise LayoutError(f"{path}:{no}: column {column} must be a number, got {value!r}") from None
+
+
+def read_csv(path: str) -> list[tuple[int, dict]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise LayoutError(f"{path}:1: empty file; expected the header label,youtube_id,time_start,time_end,split")
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise LayoutError(f"{path}:1: header {','.join(header)} lacks column(s) {', '.join(missing)}")
+        rows = []
+        for row in reader:
+            no = reader.line_num
+            if not row or not any(x.strip() for x in row):
+                continue
+            if len(row) != len(header):
+                raise LayoutError(f"{path}:{no}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
+            rows.append((no, dict(zip(header, (x.strip() for x in row)))))
+    return rows
+
+
+def read(root: str, dataset: str, splits: list[str] | None = None) -> DatasetIndex:
+    ann = os.path.join(root, "annotations")
+    if not os.path.isdir(ann):
+        raise LayoutError(f"expected the {dataset.upper()} annotations at {ann}/{{train,val,test}}.csv, "
+                          "but the folder does not exist")
+    tables: dict[str, tuple[str, list]] = {}
+    for split, names in SPLIT_FILES.items():
+        if splits and split not in splits:
+            continue
+        path = next((os.path.join(ann, n) for n in names if os.path.isfile(os.path.join(ann, n))), None)
+        if path is None:
+            if splits or split == "train":
+                raise LayoutError(f"expected {os.path.join(ann, names[0])}, but it does not exist")
+            continue
+        tables[split] = (path, read_csv(path))
+
+    classes = sorted({row["label"] for _, rows in tables.values() for _, row in rows if row.get("label")})
+    class_id = {c: i for i, c in enumerate(classes)}
+    videos = index_videos(root)
+
+    records = []
+    for split, (path, rows) in tables.items():
+        for no, row in rows:
+            ytid = row["youtube_id"]
+            if not ytid:
+                raise LayoutError(f"{path}:{no}: empty youtube_id")
+            start = _int_seconds(row["time_start"], path, no, "time_start")
+            end = _int_seconds(row["time_end"], path, no, "time_end")
+            stem = f"{ytid}_{start:06d}_{end:06d}"
+            file = videos.get(stem) or videos.get(ytid)
+            cls = row.get("label", "")
+            records.append(VideoRecord(
+                dataset=dataset, video_id=ytid, split=split, label=class_id[cls] if cls else -1, class_name=cls,
+                source_path=os.path.relpath(file, root).replace(os.sep, "/") if file else stem + ".mp4",
+                path=file, key=make_key(stem), extras={"time_start": start, "time_end": end}))
+    return DatasetIndex(dataset, classes, list(tables), records)

@@ -1,0 +1,218 @@
+"""Protocol splits: base-to-novel and cross-dataset split manifests (Parquet) built from shard-store manifests.
+
+A split file is a list of samples the pipeline can read without scanning shards: each row names its shard by
+absolute URL plus the sample's byte range (`offset`, `size`), its label in the split's own class list, and the
+dataset's label. Its classes file (`label`, `class_name`, `prompt`) sits beside it, named by the split file's
+schema metadata `classes_file`.
+
+Splits come from one of two sources:
+- generated from `--seed` by hash ranking (see `rank`), so adding or losing a video never reshuffles the rest;
+- imported from published split files (ViFi-CLIP's `datasets_splits/` + `labels/`, FROSTER's `zs_label_db/`),
+  matched to manifest samples by video id (see shards/protocols/published.py).
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import posixpath
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .manifest import read_table
+from .protocols import published as pub
+from .protocols.core import (B2N_DATASETS, CLASS_SCHEMA, CROSS_DATASETS, OFFICIAL, ROW_SCHEMA, Manifest, SplitFile,
+                             SplitPlan, by_class, check_disjoint, entries_of, few_shot, prompts_for, rank, warn_short)
+from .protocols.names import (ClassEntry, SplitError, SplitWarning, match_names, normalise, novel_classes,
+                              parse_name_list)
+from .storage import Store, is_remote, join
+
+__all__ = [
+    "B2N_DATASETS", "CROSS_DATASETS", "ClassEntry", "Manifest", "SplitError", "SplitFile", "SplitPlan", "SplitWarning",
+    "base2novel", "cross", "cross_train", "format_summary", "k600_novel", "rank", "read_split", "write_plan",
+]
+
+# --------------------------------------------------------------------------------------------- base-to-novel
+
+
+def base2novel(m: Manifest, *, shots: int = 16, seed: int = 0, num_train_sets: int = 3,
+               class_names: str | None = None, class_names_path: str | None = None,
+               split_files: str | None = None, split_format: str = "auto") -> SplitPlan:
+    """Plan base2novel/<dataset>/: train_s{1..N}, eval_base, eval_novel and the two classes files.
+
+    Generated rule (no `split_files`): the base classes are the ceil(C/2) classes with the lowest
+    rank(seed, "base2novel/classes", class_name); each half keeps the dataset's label order. Training set s{n}
+    takes, per base class, the `shots` training videos with the lowest rank(seed, f"base2novel/s{n}", key).
+    Training videos are K400/SSv2 `train`, UCF/HMDB official split-1 train; evaluation videos are K400/SSv2
+    `val`/`validation`, UCF/HMDB split-1 test.
+    """
+    ds = m.dataset
+    if ds not in B2N_DATASETS:
+        raise SplitError(f"base2novel is defined for {', '.join(B2N_DATASETS)}, not {ds!r}")
+    if shots < 1 or num_train_sets < 1:
+        raise SplitError("--shots and --num-train-sets must be at least 1")
+    prompts = prompts_for(m, class_names, class_names_path)
+    source = "generated" if split_files is None else "published"
+    plan = SplitPlan(f"base2novel/{ds}", [], {"protocol": "base2novel", "dataset": ds, "source": source,
+                                             "seed": str(seed), "shots": str(shots)})
+    if ds in OFFICIAL:
+        train_pool, eval_pool = m.official(1, "train"), m.official(1, "test")
+    else:
+        train_pool, eval_pool = m.in_split("train"), m.eval_rows()
+    if split_files is not None:
+        pub.import_base2novel(plan, m, split_files, split_format, prompts, num_train_sets)
+        return plan
+    n_base = math.ceil(len(m.classes) / 2)
+    ranked = sorted(m.classes, key=lambda c: rank(seed, "base2novel/classes", c[1]))
+    base = entries_of(sorted(ranked[:n_base]), prompts)
+    novel = entries_of(sorted(ranked[n_base:]), prompts)
+    pool, _ = by_class(m, train_pool, base)
+    warn_short(plan, m, pool, base, shots)
+    for n in range(1, num_train_sets + 1):
+        rows, labels = few_shot(m, pool, base, shots, seed, f"base2novel/s{n}")
+        plan.files.append(SplitFile(f"train_s{n}", "classes_base", base, m, rows, labels))
+    plan.files.append(SplitFile("eval_base", "classes_base", base, m, *by_class(m, eval_pool, base)))
+    plan.files.append(SplitFile("eval_novel", "classes_novel", novel, m, *by_class(m, eval_pool, novel)))
+    check_disjoint(plan, plan.files[:num_train_sets], plan.files[num_train_sets:])
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------- cross-dataset
+
+
+def cross_train(k400: Manifest, *, class_names: str | None = None, class_names_path: str | None = None) -> SplitPlan:
+    """Plan cross/k400/: train.parquet (all labelled K400 training videos) and classes.parquet (all classes)."""
+    if k400.dataset != "k400":
+        raise SplitError(f"{k400.url}: the cross-dataset training manifest must be K400's, not {k400.dataset!r}")
+    entries = entries_of(k400.classes, prompts_for(k400, class_names, class_names_path))
+    plan = SplitPlan("cross/k400", [], {"protocol": "cross", "dataset": "k400", "source": "generated"})
+    plan.files.append(SplitFile("train", "classes", entries, k400, *by_class(k400, k400.in_split("train"), entries)))
+    return plan
+
+
+def cross(k400: Manifest, m: Manifest, *, seed: int = 0, num_eval_sets: int = 3, classes_per_set: int = 160,
+          novel_classes_text: str | None = None, novel_classes_path: str | None = None,
+          class_names: str | None = None, class_names_path: str | None = None,
+          split_files: str | None = None, split_format: str = "auto") -> SplitPlan:
+    """Plan cross/<dataset>/: eval_{1..N}, classes_{1..N} and, for UCF and HMDB, eval_full / classes_full.
+
+    UCF101 and HMDB51: eval_n is official test split n over all classes; "full" is every UCF101 video, and
+    HMDB51's split-1 train plus test videos. K600: the novel classes are the K600 classes whose normalised name
+    is no K400 class (or the `novel_classes_text` list); eval_n takes the `classes_per_set` novel classes with the
+    lowest rank(seed, f"cross/k600/set{n}", class_name), on K600's validation videos, in K600 label order.
+    """
+    ds = m.dataset
+    if ds not in CROSS_DATASETS:
+        raise SplitError(f"cross-dataset evaluation is defined for {', '.join(CROSS_DATASETS)}, not {ds!r}")
+    prompts = prompts_for(m, class_names, class_names_path)
+    source = "generated" if split_files is None else "published"
+    plan = SplitPlan(f"cross/{ds}", [], {"protocol": "cross", "dataset": ds, "source": source, "seed": str(seed)})
+    if ds in OFFICIAL and not 1 <= num_eval_sets <= 3:
+        raise SplitError(f"{ds} has three official test splits; --num-eval-sets must be 1..3, not {num_eval_sets}")
+    if split_files is not None:
+        pub.import_cross(plan, m, k400, split_files, split_format, prompts, num_eval_sets)
+    elif ds in OFFICIAL:
+        entries = entries_of(m.classes, prompts)
+        for n in range(1, num_eval_sets + 1):
+            plan.files.append(SplitFile(f"eval_{n}", f"classes_{n}", entries, m, *by_class(m, m.official(n, "test"),
+                                                                                             entries)))
+        full = m.where(lambda i: True) if ds == "ucf101" else m.official(1, "train", "test")
+        plan.files.append(SplitFile("eval_full", "classes_full", entries, m, *by_class(m, full, entries)))
+    else:
+        novel = k600_novel(plan, m, k400, novel_classes_text, novel_classes_path)
+        if len(novel) < classes_per_set:
+            raise SplitError(f"K600 has {len(novel)} novel classes, fewer than --classes-per-set {classes_per_set}")
+        pool = m.eval_rows()
+        for n in range(1, num_eval_sets + 1):
+            chosen = sorted(sorted(novel, key=lambda c: rank(seed, f"cross/k600/set{n}", c[1]))[:classes_per_set])
+            entries = entries_of(chosen, prompts)
+            plan.files.append(SplitFile(f"eval_{n}", f"classes_{n}", entries, m, *by_class(m, pool, entries)))
+    _check_no_train_classes(plan, k400)
+    return plan
+
+
+def k600_novel(plan: SplitPlan, k600: Manifest, k400: Manifest, text: str | None, where: str | None):
+    """K600's classes new relative to K400: by normalised name, or the explicit list `text` (names or id,name)."""
+    if text is None:
+        novel = novel_classes(k600.classes, k400.classes)
+        plan.notes.append(f"K600: {len(novel)} novel classes found by comparing normalised K600 and K400 class "
+                          f"names (the papers use 220; pass --novel-classes FILE for an exact list)")
+        return novel
+    names = parse_name_list(text, where)
+    if len(set(map(normalise, names))) != len(names):
+        raise SplitError(f"{where}: a class is listed twice")
+    labels = match_names(names, k600.classes, where)
+    novel = sorted((labels[n], k600.class_name[labels[n]]) for n in names)
+    plan.notes.append(f"K600: {len(novel)} novel classes from {where}")
+    return novel
+
+
+def _check_no_train_classes(plan: SplitPlan, k400: Manifest) -> None:
+    """K600's zero-shot classes must be unseen in K400 training; warn (not fail) for an explicit list that says so."""
+    if plan.meta["dataset"] != "k600":
+        return
+    seen = {normalise(n) for _, n in k400.classes}
+    both = sorted({c.class_name for f in plan.files for c in f.classes if normalise(c.class_name) in seen})
+    if both:
+        plan.warn(f"{plan.folder}: {len(both)} evaluation class(es) are also K400 classes: {both[:10]}")
+
+
+# ------------------------------------------------------------------------------------------------- read / write
+
+
+def write_plan(plan: SplitPlan, out: str) -> list[tuple[str, int, int]]:
+    """Write the plan's split and classes files under OUT/<folder>; return (file, classes, samples) rows.
+
+    A classes file shared by several split files is written once; the split files are written after their
+    classes files, so a reader never finds a split without its classes.
+    """
+    store = Store(join(out, plan.folder))
+    classes: dict[str, list[ClassEntry]] = {}
+    for f in plan.files:
+        if classes.setdefault(f.classes_name, f.classes) != f.classes:
+            raise SplitError(f"{plan.folder}: two different class lists for {f.classes_name}")
+    summary = []
+    for name, entries in classes.items():
+        table = pa.Table.from_pydict({
+            "label": [c.label for c in entries], "class_name": [c.class_name for c in entries],
+            "prompt": [c.prompt for c in entries], "source_label": [c.source_label for c in entries]},
+            schema=CLASS_SCHEMA)
+        store.write_bytes(f"{name}.parquet", _parquet(table))
+    for f in plan.files:
+        store.write_bytes(f"{f.name}.parquet", _parquet(f.table(plan.meta)))
+        summary.append((posixpath.join(plan.folder, f"{f.name}.parquet"), len(f.classes), len(f.rows)))
+    for name, entries in classes.items():
+        summary.append((posixpath.join(plan.folder, f"{name}.parquet"), len(entries), 0))
+    store.clean_tmp()
+    return summary
+
+
+def _parquet(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def read_split(url: str) -> tuple[pa.Table, pa.Table]:
+    """Read a split file and its classes file: (rows, classes) with classes' `label`, `class_name`, `prompt`."""
+    folder, name = (url.rstrip("/").rsplit("/", 1) if is_remote(url) else os.path.split(os.path.abspath(url)))
+    store = Store(folder)
+    rows = read_table(store, name)
+    meta = rows.schema.metadata or {}
+    if b"classes_file" not in meta:
+        raise SplitError(f"{url}: not a split file (no classes_file in its schema metadata)")
+    classes = read_table(store, meta[b"classes_file"].decode())
+    bad = [lb for lb in set(rows.column("label").to_pylist()) if not 0 <= lb < classes.num_rows]
+    if bad:
+        raise SplitError(f"{url}: labels {sorted(bad)[:5]} are outside its classes file ({classes.num_rows} classes)")
+    return rows, classes
+
+
+def format_summary(rows: list[tuple[str, int, int]]) -> str:
+    """The closing table: each file, its classes and its samples (classes files show '-' samples)."""
+    w = max([len("file")] + [len(f) for f, _, _ in rows])
+    lines = [f"{'file':<{w}}  {'classes':>7}  {'samples':>7}", f"{'-' * w}  {'-' * 7}  {'-' * 7}"]
+    for f, c, s in rows:
+        lines.append(f"{f:<{w}}  {c:>7}  {(s if not f.rsplit('/', 1)[-1].startswith('classes') else '-'):>7}")
+    return "\n".join(lines)

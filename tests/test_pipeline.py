@@ -1,0 +1,417 @@
+"""The DALI video pipeline on the CPU: real shards from `shards.convert`, real split files from `shards.splits`,
+real VP9 decoding, compared with PyAV; S3 through moto_server; two real processes for rank partitioning."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import tarfile
+import warnings
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from pipeline.loader import LoaderConfig, build_loader
+from pipeline.sampling import (CLIP_MEAN, CLIP_STD, batch_rng, clip_indices, dense_indices, draw_batch_params,
+                               flip_changes_label, segment_indices, window_length)
+from shards.index import build_index, parse_index
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(batch_size=4, num_frames=4, frame_stride=4, crop_size=32, short_side_range=(32, 40), num_threads=1)
+
+
+# ------------------------------------------------------------------------------------------------ test data
+
+
+@pytest.fixture(scope="module")
+def ucf(tmp_path_factory):
+    """A tiny UCF101 converted by the shard store, plus base-to-novel split files made by `shards.splits`."""
+    from shards.convert import convert_dataset
+    from shards.splits import Manifest, base2novel, write_plan
+    from shards.synthetic import make_ucf101
+
+    root = tmp_path_factory.mktemp("ucf")
+    make_ucf101(str(root / "src"), num_classes=4, groups=4, clips=2, width=64, height=48, num_frames=36, seed=1)
+    convert_dataset("ucf101", str(root / "src"), str(root / "store"), workers=1, shard_size="60KB", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_plan(base2novel(Manifest.load(str(root / "store")), shots=2, seed=0, num_train_sets=1), str(root / "splits"))
+    folder = root / "splits" / "base2novel" / "ucf101"
+    return {"store": str(root / "store"), "train": str(folder / "train_s1.parquet"),
+            "eval": str(folder / "eval_base.parquet"), "root": root}
+
+
+def _rows(split: str) -> list[dict]:
+    return pq.read_table(split).to_pylist()
+
+
+def _vp9(frames: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        s = out.add_stream("libvpx-vp9", rate=30, options={"deadline": "realtime", "cpu-used": "8", "crf": "10", "g": "8"})
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return buf.getvalue()
+
+
+def _write_shard_and_split(folder: Path, samples: list[tuple[str, bytes, int, int]], class_names: list[str]) -> str:
+    """A shard in the Formats contract (mp4/json/lbl/nfr + DALI index) and a split file over all its samples.
+
+    samples: (key, mp4 bytes, source label, frame count)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tar_path = folder / "train-000000.tar"
+    with tarfile.open(tar_path, "w", format=tarfile.USTAR_FORMAT) as tf:
+        for key, data, label, n in samples:
+            for ext, payload in (("mp4", data), ("json", json.dumps({"key": key}).encode()),
+                                 ("lbl", struct.pack("<i", label)), ("nfr", struct.pack("<i", n))):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(payload)
+                tf.addfile(info, io.BytesIO(payload))
+    with open(tar_path, "rb") as f:
+        index = build_index(f)
+    (folder / "train-000000.idx").write_text(index)
+    entries = {s.key: s for s in parse_index(index)}
+    rows = pa.table({
+        "key": [k for k, *_ in samples], "shard": [str(tar_path)] * len(samples),
+        "offset": [entries[k].offset for k, *_ in samples], "size": [entries[k].size for k, *_ in samples],
+        "label": [lb for _, _, lb, _ in samples], "class_name": [class_names[lb] for _, _, lb, _ in samples],
+        "source_label": [lb for _, _, lb, _ in samples]})
+    pq.write_table(rows.replace_schema_metadata({b"classes_file": b"classes_all.parquet"}), folder / "all.parquet")
+    pq.write_table(pa.table({"label": list(range(len(class_names))), "class_name": class_names,
+                             "prompt": class_names}), folder / "classes_all.parquet")
+    return str(folder / "all.parquet")
+
+
+def _member(tar: str, entry, ext: str = "mp4") -> bytes:
+    m = next(m for m in entry.members if m.ext == ext)
+    with open(tar, "rb") as f:
+        f.seek(m.offset)
+        return f.read(m.size)
+
+
+def _pyav_frames(data: bytes) -> np.ndarray:
+    with av.open(io.BytesIO(data)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def _denorm(clips: torch.Tensor) -> np.ndarray:
+    """B x T x 3 x H x W normalised -> B x T x H x W x 3 in 0..255."""
+    mean = torch.tensor(CLIP_MEAN).view(1, 1, 3, 1, 1) * 255
+    std = torch.tensor(CLIP_STD).view(1, 1, 3, 1, 1) * 255
+    return (clips.float() * std + mean).permute(0, 1, 3, 4, 2).numpy()
+
+
+# ------------------------------------------------------------------------------------------ frame arithmetic
+
+
+def test_dense_training_window():
+    T, stride, n = 8, 16, 200
+    assert window_length(T, stride) == 113            # a 112-frame window: frames start .. start + 112
+    delta = n - 113
+    assert dense_indices(n, T, stride, 0.0, train=True).tolist() == [16 * i for i in range(8)]
+    last = dense_indices(n, T, stride, np.nextafter(np.float32(1), np.float32(0)), train=True)
+    assert last[0] == delta and last[-1] == n - 1      # the window can end on the last frame, never past it
+    starts = {int(dense_indices(n, T, stride, r, train=True)[0]) for r in np.linspace(0, 0.9999, 2000)}
+    assert starts == set(range(delta + 1))
+
+
+def test_dense_test_views_start_at_thirds():
+    n, T, stride = 200, 8, 16
+    delta = n - 113
+    starts = [int(dense_indices(n, T, stride, v / 3, train=False)[0]) for v in range(3)]
+    assert starts == [0, delta // 3, (2 * delta) // 3]
+
+
+def test_short_clips_clamp_to_last_frame():
+    assert dense_indices(5, 8, 16, 0.7, train=True).tolist() == [0, 4, 4, 4, 4, 4, 4, 4]
+    assert dense_indices(40, 4, 16, 0.5, train=False).tolist() == [0, 16, 32, 39]
+    assert segment_indices(3, 8, np.full(8, 0.5)).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
+    assert dense_indices(0, 4, 4, 0.3, train=True).tolist() == [0, 0, 0, 0]
+
+
+def test_segment_sampling():
+    n, T = 80, 8
+    assert segment_indices(n, T, np.full(T, 0.5)).tolist() == [5, 15, 25, 35, 45, 55, 65, 75]  # middle frames
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        idx = segment_indices(n, T, rng.random(T, dtype=np.float32))
+        assert all(10 * i <= x < 10 * (i + 1) for i, x in enumerate(idx))          # one frame per segment
+
+
+def test_augmentation_parameter_ranges_and_determinism():
+    p = draw_batch_params(batch_rng(3, 1, 0, 5), 4000, 8, train=True, short_side_range=(224, 256), crop_size=224)
+    assert p.short.min() == 224 and p.short.max() == 256 and set(np.unique(p.short)) <= set(range(224, 257))
+    for a in (p.crop_x, p.crop_y, p.r):
+        assert a.min() >= 0 and a.max() < 1
+    assert 0.45 < p.flip.mean() < 0.55 and set(np.unique(p.flip)) == {0, 1}
+    q = draw_batch_params(batch_rng(3, 1, 0, 5), 4000, 8, train=True, short_side_range=(224, 256), crop_size=224)
+    assert np.array_equal(p.r, q.r) and np.array_equal(p.flip, q.flip)
+    other = draw_batch_params(batch_rng(3, 2, 0, 5), 4000, 8, train=True, short_side_range=(224, 256), crop_size=224)
+    assert not np.array_equal(p.r, other.r)
+    t = draw_batch_params(None, 6, 8, train=False, short_side_range=(224, 256), crop_size=224,
+                          views=np.array([0, 1, 2, 0, 1, 2]), num_views=3)
+    assert (t.crop_x == 0.5).all() and (t.crop_y == 0.5).all() and (t.flip == 0).all() and (t.short == 224).all()
+    assert np.allclose(t.r[:3, 0], [0, 1 / 3, 2 / 3])
+    with pytest.raises(ValueError, match="short_side_range"):
+        draw_batch_params(batch_rng(0, 0, 0, 0), 2, 8, train=True, short_side_range=(200, 256), crop_size=224)
+
+
+def test_flip_rule_names():
+    assert flip_changes_label("Pushing something from left to right")
+    assert flip_changes_label("RedCircleMovingLeft") and flip_changes_label("turn_right")
+    assert not flip_changes_label("playing cello") and not flip_changes_label("Copyright") and not flip_changes_label("Bright")
+
+
+# ------------------------------------------------------------------------------------------------ the graph
+
+
+@pytest.mark.parametrize("sampling", ["dense", "segment"])
+def test_graph_frame_indices_match_sampling_rules(ucf, sampling):
+    cfg = LoaderConfig(**SMALL, sampling=sampling, seed=7)
+    loader = build_loader(ucf["train"], cfg)
+    frames_of = {r["key"]: r["num_frames"] for r in _rows(ucf["train"])}
+    plan = loader.plan(0)
+    n_batches = 0
+    for b, batch in enumerate(loader):
+        params = loader.batch_params(plan, 0, b)
+        for i, key in enumerate(batch.keys):
+            want = clip_indices(frames_of[key], 4, sampling, 4, params.r[i], train=True)
+            assert batch.frames[i].tolist() == want.tolist(), key
+        n_batches += 1
+    assert n_batches == len(loader)
+
+
+def test_pixels_match_pyav_at_same_indices(ucf):
+    """Test mode with crop = short side: DALI's output, de-normalised, is PyAV's frames at the same indices."""
+    cfg = LoaderConfig(**{**SMALL, "crop_size": 48}, train=False, num_views=3)
+    loader = build_loader(ucf["eval"], cfg)
+    entries = {k: (loader.table.shards[s], e) for k, s, e in zip(loader.table.keys, loader.table.shard, loader.table.entries)}
+    checked = 0
+    for batch in loader:
+        got = _denorm(batch.clips)
+        assert got.shape[1:] == (4, 48, 48, 3)
+        for i, key in enumerate(batch.keys):
+            ref = _pyav_frames(_member(*entries[key]))
+            idx = batch.frames[i].numpy()
+            want = ref[idx][:, :, 8:56].astype(np.float32)          # centre 48x48 of a 64x48 frame
+            diff = np.abs(got[i] - want)
+            assert diff.mean() < 3.0 and np.percentile(diff, 99) < 24, (key, diff.mean())
+            other = ref[np.clip(idx + 9, 0, len(ref) - 1)][:, :, 8:56].astype(np.float32)
+            if not np.array_equal(np.clip(idx + 9, 0, len(ref) - 1), idx):
+                assert np.abs(got[i] - other).mean() > diff.mean()    # the comparison can tell frames apart
+            checked += 1
+    assert checked == len(loader) * cfg.batch_size
+
+
+def test_test_mode_sees_every_sample_once_per_view(ucf):
+    cfg = LoaderConfig(**SMALL, train=False, num_views=3)
+    loader = build_loader(ucf["eval"], cfg)
+    rows = _rows(ucf["eval"])
+    label_of = {r["key"]: r["label"] for r in rows}
+    seen = []
+    for batch in loader:
+        assert batch.clips.shape == (4, 4, 3, 32, 32) and batch.labels.dtype == torch.int64
+        for key, lb, v, ok in zip(batch.keys, batch.labels.tolist(), batch.views.tolist(), batch.valid.tolist()):
+            assert lb == label_of[key]
+            if ok:
+                seen.append((key, v))
+    assert sorted(seen) == sorted((r["key"], v) for r in rows for v in range(3))
+    assert loader.num_samples == len(rows) and [c[1] for c in loader.classes] == \
+        pq.read_table(str(Path(ucf["eval"]).parent / "classes_base.parquet")).column("class_name").to_pylist()
+
+
+def test_split_restriction_reads_only_split_keys(ucf):
+    split = _rows(ucf["train"])
+    cfg = LoaderConfig(**SMALL, train=False, num_views=1)
+    loader = build_loader(ucf["train"], cfg)
+    keys = {k for b in loader for k, ok in zip(b.keys, b.valid.tolist()) if ok}
+    assert keys == {r["key"] for r in split}
+    # the index files DALI was given list the split's samples only, though the shards hold more
+    listed = set()
+    for p in Path(loader.cache_dir).rglob("*.idx"):
+        listed |= {s.key for s in parse_index(p.read_text())}
+    assert listed == keys
+    everything = set(pq.read_table(os.path.join(ucf["store"], "manifest.parquet")).column("key").to_pylist())
+    assert len(everything) > len(keys)
+    loader.close()
+    assert not os.path.exists(loader.cache_dir)
+
+
+def test_manifest_mode_reads_the_store(ucf):
+    cfg = LoaderConfig(**SMALL, train=False, num_views=1)
+    loader = build_loader(ucf["store"], cfg)
+    manifest = pq.read_table(os.path.join(ucf["store"], "manifest.parquet")).to_pylist()
+    got = {k: lb for b in loader for k, lb, ok in zip(b.keys, b.labels.tolist(), b.valid.tolist()) if ok}
+    assert got == {r["key"]: r["label"] for r in manifest}
+    narrowed = build_loader(ucf["store"], LoaderConfig(**SMALL, train=False, num_views=1, shards="all-000000.tar"))
+    assert set(narrowed.table.keys) == {r["key"] for r in manifest if r["shard"].endswith("all-000000.tar")}
+
+
+def test_epochs_reshuffle_and_resume_exactly_mid_epoch(ucf):
+    cfg = LoaderConfig(**{**SMALL, "batch_size": 2}, seed=3)
+    a = build_loader(ucf["store"], cfg)
+    assert len(a) >= 3
+    a.set_epoch(1)
+    full = [(b.keys, b.clips.clone(), b.frames.clone()) for b in a]
+    assert a.state_dict()["epoch"] == 2 and a.state_dict()["batch"] == 0
+    b = build_loader(ucf["store"], cfg)
+    b.set_epoch(0)
+    epoch0 = [k for batch in b for k in batch.keys]
+    assert epoch0 != [k for keys, _, _ in full for k in keys]          # a new order every epoch
+
+    c = build_loader(ucf["store"], cfg)
+    c.set_epoch(1)
+    it = iter(c)
+    first = next(it)
+    state = c.state_dict()
+    assert state["epoch"] == 1 and state["batch"] == 1
+    del it
+    d = build_loader(ucf["store"], cfg)                                 # a fresh process would do the same
+    d.load_state_dict(state)
+    rest = [(b.keys, b.clips, b.frames) for b in d]
+    assert first.keys == full[0][0]
+    assert [r[0] for r in rest] == [f[0] for f in full[1:]]
+    for (_, clips, frames), (_, want, want_frames) in zip(rest, full[1:]):
+        assert torch.equal(frames, want_frames) and torch.equal(clips, want)   # same augmentation too
+
+
+_RANK_SCRIPT = """
+import json, sys
+from pipeline.loader import LoaderConfig, build_loader
+split, rank = sys.argv[1], int(sys.argv[2])
+out = {}
+for train in (False, True):
+    cfg = LoaderConfig(batch_size=4, num_frames=4, frame_stride=4, crop_size=32, short_side_range=(32, 40),
+                       num_threads=1, train=train, num_views=2, seed=5)
+    loader = build_loader(split, cfg, rank=rank, world_size=2)
+    rows = [(k, v, ok) for b in loader
+            for k, v, ok in zip(b.keys, (b.views.tolist() if b.views is not None else [0] * len(b.keys)), b.valid.tolist())]
+    out["train" if train else "test"] = {"len": len(loader), "rows": rows, "num_samples": loader.num_samples}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_partition_the_split(ucf):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    keys = {r["key"] for r in _rows(os.path.join(ucf["store"], "manifest.parquet"))}
+    procs = [subprocess.Popen([sys.executable, "-c", _RANK_SCRIPT, ucf["store"], str(r)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) for r in (0, 1)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    for mode in ("test", "train"):
+        outs = [r[mode] for r in results]
+        assert outs[0]["len"] == outs[1]["len"]                               # equal batch counts on every rank
+        per_rank = [{k for k, _, ok in o["rows"] if ok} for o in outs]
+        assert not per_rank[0] & per_rank[1]                                   # disjoint
+        if mode == "train":
+            assert all(len(o["rows"]) == len(set(k for k, _, _ in o["rows"])) for o in outs)
+            assert len(per_rank[0] | per_rank[1]) == 2 * outs[0]["num_samples"] > len(keys) - 2 * 4
+        else:
+            valid = [(k, v) for o in outs for k, v, ok in o["rows"] if ok]
+            assert len(valid) == len(set(valid)) == 2 * len(keys)              # every (sample, view) exactly once
+            assert per_rank[0] | per_rank[1] == keys
+
+
+def test_bad_sample_is_skipped_counted_and_named(tmp_path):
+    rng = np.random.default_rng(0)
+    good = [_vp9(rng.integers(0, 255, (12, 32, 48, 3), dtype=np.uint8)) for _ in range(5)]
+    samples = [(f"clip{i}", good[i], i % 2, 12) for i in range(5)]
+    samples.insert(2, ("broken", b"\x1a\x45\xdf\xa3 this is not a video" * 20, 0, 12))
+    split = _write_shard_and_split(tmp_path / "bad", samples, ["a", "b"])
+    for train in (False, True):
+        cfg = LoaderConfig(**{**SMALL, "batch_size": 2, "crop_size": 24, "short_side_range": (24, 28)},
+                           train=train, num_views=1, prefetch=1)
+        loader = build_loader(split, cfg)
+        with pytest.warns(RuntimeWarning, match="broken"):
+            batches = list(loader)
+        assert len(batches) == len(loader)
+        assert loader.stats["decode_errors"] == 1 and loader.stats["skipped_keys"] == ["broken"]
+        valid = [k for b in batches for k, ok in zip(b.keys, b.valid.tolist()) if ok]
+        assert "broken" not in valid
+        if not train:
+            assert sorted(valid) == [f"clip{i}" for i in range(5)]
+        assert loader.state_dict()["skipped_keys"] == ["broken"]
+
+
+def test_flip_never_mirrors_left_right_classes(tmp_path):
+    frames = np.zeros((10, 32, 48, 3), np.uint8)
+    frames[:, :, 24:] = 255                                       # dark left half, bright right half
+    data = _vp9(frames)
+    samples = [(f"s{i}", data, i % 2, 10) for i in range(16)]
+    split = _write_shard_and_split(tmp_path / "flip", samples, ["Pushing something from left to right", "waving"])
+    small = {**SMALL, "batch_size": 8, "crop_size": 32, "short_side_range": (32, 32)}
+
+    def mirrored(cfg):
+        out = {0: [], 1: []}
+        for b in build_loader(split, cfg):
+            img = _denorm(b.clips)
+            for lb, clip in zip(b.labels.tolist(), img):
+                out[lb].append(bool(clip[..., :4, :].mean() > clip[..., -4:, :].mean()))
+        return out
+
+    default = mirrored(LoaderConfig(**small, seed=1))
+    assert not any(default[0])                                   # "left to right" is never mirrored
+    assert any(default[1]) and not all(default[1])               # other classes are, about half the time
+    forced = mirrored(LoaderConfig(**small, seed=1, force_flip=True))
+    assert any(forced[0])
+    none = mirrored(LoaderConfig(**small, seed=1, flip=False))
+    assert not any(none[0]) and not any(none[1])
+
+
+@pytest.mark.parametrize("dtype,torch_dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16)])
+def test_dtypes(ucf, dtype, torch_dtype):
+    loader = build_loader(ucf["eval"], LoaderConfig(**SMALL, train=False, num_views=1, dtype=dtype))
+    batch = next(iter(loader))
+    assert batch.clips.dtype == torch_dtype and batch.clips.device.type == "cpu"
+    assert batch.clips.float().abs().max() < 3
+
+
+def test_errors_are_clear(ucf, tmp_path):
+    with pytest.raises(RuntimeError, match="needs CUDA") if not torch.cuda.is_available() else pytest.raises(ValueError):
+        build_loader(ucf["eval"], LoaderConfig(**SMALL, device="gpu" if not torch.cuda.is_available() else "tpu"))
+    rows = pq.read_table(ucf["eval"])
+    bad = rows.set_column(rows.column_names.index("offset"), "offset", pa.array([7] * rows.num_rows, pa.int64()))
+    pq.write_table(bad, tmp_path / "eval_base.parquet")
+    (tmp_path / "classes_base.parquet").write_bytes((Path(ucf["eval"]).parent / "classes_base.parquet").read_bytes())
+    with pytest.raises(ValueError, match=r"row 0 \(key "):
+        build_loader(str(tmp_path / "eval_base.parquet"), LoaderConfig(**SMALL))
+
+
+def test_reads_s3_through_moto(ucf, s3_bucket):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    for name in os.listdir(ucf["store"]):
+        if os.path.isfile(os.path.join(ucf["store"], name)):
+            s3.upload_file(os.path.join(ucf["store"], name), s3_bucket, f"store/{name}")
+    # a split file whose rows point at the s3:// shards
+    rows = pq.read_table(ucf["eval"])
+    urls = [f"s3://{s3_bucket}/store/{os.path.basename(u)}" for u in rows.column("shard").to_pylist()]
+    rows = rows.set_column(rows.column_names.index("shard"), "shard", pa.array(urls))
+    buf = io.BytesIO()
+    pq.write_table(rows, buf)
+    s3.put_object(Bucket=s3_bucket, Key="splits/eval_base.parquet", Body=buf.getvalue())
+    s3.put_object(Bucket=s3_bucket, Key="splits/classes_base.parquet",
+                  Body=(Path(ucf["eval"]).parent / "classes_base.parquet").read_bytes())
+    cfg = LoaderConfig(**SMALL, train=False, num_views=1)
+    remote = build_loader(f"s3://{s3_bucket}/splits/eval_base.parquet", cfg)
+    assert all(u.startswith("s3://") for u in remote.table.shards)
+    local = build_loader(ucf["eval"], cfg)
+    for rb, lb in zip(remote, local):
+        assert rb.keys == lb.keys and torch.equal(rb.clips, lb.clips) and torch.equal(rb.labels, lb.labels)

@@ -1,0 +1,108 @@
+"""Crash safety: a run killed with SIGKILL and then re-run gives exactly the uninterrupted result."""
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+from shards.convert import convert_dataset
+from shards.index import build_index
+from shards.manifest import read_manifest, read_rejects
+from shards.synthetic import make_ucf101
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(root, out, workers):
+    return [sys.executable, os.path.join(REPO, "tools", "make_shards.py"), "--dataset", "ucf101", "--root", root,
+            "--out", out, "--workers", str(workers), "--shard-size", "20kB", "--no-progress"]
+
+
+def _assert_only_whole_shards(out):
+    """Every .tar under its final name is complete and has its index."""
+    for f in os.listdir(out):
+        if f.endswith(".tar"):
+            with open(os.path.join(out, f), "rb") as fh:
+                index = build_index(fh)
+            assert open(os.path.join(out, f[:-4] + ".idx")).read() == index
+            with tarfile.open(os.path.join(out, f)) as t:
+                for m in t.getmembers():
+                    assert len(t.extractfile(m).read()) == m.size
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("resume_src"))
+    syn = make_ucf101(root, num_classes=4, groups=6, clips=1, width=96, height=72, num_frames=48)
+    ref = str(tmp_path_factory.mktemp("resume_ref"))
+    convert_dataset("ucf101", root, ref, workers=1, shard_size="20kB", progress=False)
+    return syn, ref
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers,after_fragments", [(1, 1), (2, 3)])
+def test_kill9_then_resume_gives_same_manifest(tmp_path, dataset, workers, after_fragments):
+    syn, ref = dataset
+    out = str(tmp_path / "out")
+    proc = subprocess.Popen(_cli(syn.root, out, workers), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    work = os.path.join(out, "_work")
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        done = [f for f in os.listdir(work) if f.endswith(".manifest.parquet")] if os.path.isdir(work) else []
+        if len(done) >= after_fragments:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the conversion finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)            # the run and its worker processes, as a crash would
+    proc.wait()
+    assert not os.path.exists(os.path.join(out, "manifest.parquet"))
+    _assert_only_whole_shards(out)
+    killed_at = len([f for f in os.listdir(work) if f.endswith(".manifest.parquet")])
+
+    res = subprocess.run(_cli(syn.root, out, workers), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"({killed_at} already done)" in res.stdout
+    assert read_manifest(out).equals(read_manifest(ref))
+    assert read_rejects(out).equals(read_rejects(ref))
+    for f in os.listdir(ref):
+        if f.endswith((".tar", ".idx")):
+            assert open(os.path.join(out, f), "rb").read() == open(os.path.join(ref, f), "rb").read()
+    assert not os.path.exists(os.path.join(out, "_tmp"))
+    _assert_only_whole_shards(out)
+
+
+def test_rerun_of_finished_job_redoes_nothing(tmp_path, dataset):
+    syn, ref = dataset
+    out = str(tmp_path / "o")
+    first = convert_dataset("ucf101", syn.root, out, workers=1, shard_size="20kB", progress=False)
+    stamp = {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in os.listdir(out) if f.endswith(".tar")}
+    again = convert_dataset("ucf101", syn.root, out, workers=1, shard_size="20kB", progress=False)
+    fragments = [f for f in os.listdir(os.path.join(out, "_work")) if f.endswith(".manifest.parquet")]
+    assert again.processed == 0 and again.resumed_shards == len(fragments) >= first.shards
+    assert (again.samples, again.rejects, again.bytes) == (first.samples, first.rejects, first.bytes)
+    assert stamp == {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in stamp}
+    assert read_manifest(out).equals(read_manifest(ref))
+
+
+def test_partial_scratch_is_cleaned_and_redone(tmp_path, dataset):
+    """A leftover scratch shard and a final-named tar without its fragment (killed between the two) are redone."""
+    syn, ref = dataset
+    out = str(tmp_path / "o")
+    convert_dataset("ucf101", syn.root, out, workers=1, shard_size="20kB", progress=False)
+    frags = sorted(f for f in os.listdir(os.path.join(out, "_work")) if f.endswith(".manifest.parquet"))
+    last = frags[-1].split(".")[0]
+    os.remove(os.path.join(out, "_work", frags[-1]))
+    os.remove(os.path.join(out, "manifest.parquet"))
+    with open(os.path.join(out, f"{last}.tar"), "r+b") as f:
+        f.truncate(1000)                              # as if a previous crash left a damaged copy
+    os.makedirs(os.path.join(out, "_tmp", "part-1-of-1"))
+    open(os.path.join(out, "_tmp", "part-1-of-1", "x.tar.1.part"), "wb").write(b"junk")
+    again = convert_dataset("ucf101", syn.root, out, workers=1, shard_size="20kB", progress=False)
+    assert again.processed > 0
+    assert read_manifest(out).equals(read_manifest(ref))
+    assert open(os.path.join(out, f"{last}.tar"), "rb").read() == open(os.path.join(ref, f"{last}.tar"), "rb").read()
+    assert not os.path.exists(os.path.join(out, "_tmp"))

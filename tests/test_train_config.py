@@ -1,0 +1,72 @@
+"""Config loading: YAML + dotted overrides into typed dataclasses; the presets; lr scaling and accumulation."""
+from pathlib import Path
+
+import pytest
+
+from model.config import ConfigError, accumulation_steps, load_config, scaled_lr, split_paths
+
+CONFIGS = Path(__file__).resolve().parents[1] / "model" / "configs"
+
+
+def test_overrides_are_typed(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("output_dir: runs/x\ntrain: {epochs: 5, lr: 1.0e-5}\nmodel: {clip: frostline-tiny}\n")
+    cfg = load_config(f, ["train.epochs=3", "model.pretrained=null", "train.betas=[0.8, 0.9]",
+                          "data.short_side_range=[32, 40]", "train.lr=2e-5"])
+    assert cfg.train.epochs == 3 and cfg.model.pretrained is None and cfg.train.betas == (0.8, 0.9)
+    assert cfg.data.short_side_range == (32, 40) and cfg.train.lr == 2e-5 and cfg.model.clip == "frostline-tiny"
+    assert cfg.output_dir == "runs/x"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.epoch=3", "unknown key train.epoch"),
+    ("train.epochs=three", "train.epochs: expected an integer"),
+    ("train.mixed_precision=fp8", "train.mixed_precision='fp8'"),
+    ("train.betas=[0.9]", "train.betas: expected 2 values"),
+    ("train.epochs", "not of the form"),
+    ("train.warmup_epochs=30", "train.warmup_epochs"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config(None, [override])
+
+
+def test_cross_k400_preset_matches_the_reference_recipe():
+    cfg = load_config(CONFIGS / "cross_k400.yaml")
+    t = cfg.train
+    assert (t.epochs, t.warmup_epochs, t.global_batch, t.clip_grad, t.weight_decay) == (22, 2, 64, 1.0, 0.01)
+    assert t.betas == (0.9, 0.999) and t.mixed_precision == "bf16" and t.average_from == 2
+    assert scaled_lr(t) == pytest.approx((3.33e-6, 3.33e-8))
+    assert cfg.model.clip == "ViT-B-16" and cfg.model.pretrained == "openai"
+    assert cfg.data.protocol == "cross" and cfg.data.dataset == "k400"
+
+
+def test_b2n_presets():
+    hmdb = load_config(CONFIGS / "b2n_hmdb51.yaml")
+    assert hmdb.train.epochs == 12 and hmdb.train.global_batch == 32 and hmdb.data.protocol == "base2novel"
+    assert scaled_lr(hmdb.train)[0] == pytest.approx(3.33e-6 / 2)
+    for name in ("b2n_ucf101", "b2n_k400", "b2n_ssv2", "demo"):
+        cfg = load_config(CONFIGS / f"{name}.yaml")
+        assert cfg.data.protocol == "base2novel"
+
+
+def test_accumulation_reaches_the_global_batch():
+    assert accumulation_steps(64, 8, 1) == 8
+    assert accumulation_steps(64, 8, 8) == 1
+    assert accumulation_steps(32, 4, 2) == 4
+    with pytest.raises(ConfigError, match="not a multiple"):
+        accumulation_steps(64, 6, 1)
+
+
+def test_split_paths_follow_make_splits_layout():
+    cfg = load_config(None, ["data.splits=/s", "data.dataset=hmdb51", "data.train_set=2"])
+    p = split_paths(cfg.data)
+    assert p["train"] == "/s/base2novel/hmdb51/train_s2.parquet"
+    assert p["eval"] == {"hmdb51": {"base": "/s/base2novel/hmdb51/eval_base.parquet",
+                                    "novel": "/s/base2novel/hmdb51/eval_novel.parquet"}}
+    cross = load_config(None, ["data.splits=s3://b/p/", "data.protocol=cross", "data.dataset=k400",
+                               "data.eval_datasets=[ucf101]"])
+    p = split_paths(cross.data)
+    assert p["train"] == "s3://b/p/cross/k400/train.parquet"
+    assert p["eval"]["ucf101"]["2"] == "s3://b/p/cross/ucf101/eval_2.parquet"
+    assert p["eval"]["ucf101"]["full"] == "s3://b/p/cross/ucf101/eval_full.parquet"

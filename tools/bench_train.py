@@ -1,0 +1,148 @@
+"""Time FROSTER training steps: our implementation vs a reference mode with the official code's costs.
+
+    python tools/bench_train.py                                   # small CPU config
+    python tools/bench_train.py --model ViT-B-16 --device cuda --batch 8 --frames 8 --classes 400
+
+Reference mode: the teacher's text re-encoded every step, 77-token context, fp16 autocast with GradScaler,
+explicit (non-SDPA) temporal attention, for-each AdamW. Every mode runs in its own process (clean peak memory),
+with the same random-init weights, clips, labels, classes and template sequence. Last line: `speedup: X.XX`
+(ours vs reference clips/s).
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+# knobs: cache (teacher text), cut (truncate text), attn (temporal attention), amp (None|bf16|fp16), fused, compile
+MODES = {
+    "reference": dict(cache=False, cut=False, attn="math", amp="fp16", fused=False),
+    "exact": dict(cache=True, cut=True, attn="math", amp="fp16", fused=False),   # only the exact savings
+    "ours": dict(cache=True, cut=True, attn="sdpa", amp="auto", fused=True),
+    "ours-fp32": dict(cache=True, cut=True, attn="sdpa", amp=None, fused=True),
+    "ours-bf16": dict(cache=True, cut=True, attn="sdpa", amp="bf16", fused=True),
+    "ours-unfused": dict(cache=True, cut=True, attn="sdpa", amp="auto", fused=False),
+    "ours-compile": dict(cache=True, cut=True, attn="sdpa", amp="auto", fused=True, compile=True),
+}
+PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0, "L4": 121.0}  # dense bf16
+WORDS = ("playing riding jumping swimming throwing catching cooking dancing climbing washing brushing kicking "
+         "golf guitar horse rope pool ball dough salsa rock car hair teeth football with the a on in").split()
+
+
+def class_names(n: int) -> list[str]:
+    """Deterministic action-like names of 1..6 words (K400's names are 1..6 words)."""
+    g = torch.Generator().manual_seed(0)
+    return [" ".join(WORDS[int(i)] for i in torch.randint(len(WORDS), (1 + i % 6,), generator=g)) for i in range(n)]
+
+
+def run_mode(name: str, args: argparse.Namespace) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from model.froster import Froster
+
+    knobs, dev = MODES[name], torch.device(args.device)
+    amp = knobs["amp"]
+    if amp == "auto":  # bf16 where the hardware has it; fp32 on CPUs (measured: bf16 pays nothing there)
+        amp = "bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    torch.manual_seed(0)
+    model = Froster.build(args.model, None, attn_impl=knobs["attn"], cache_teacher_text=knobs["cache"],
+                          truncate_text=knobs["cut"]).to(dev)
+    model.set_classes(class_names(args.classes))
+    model.train()
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-6, weight_decay=0.01, fused=knobs["fused"],
+                            foreach=None if knobs["fused"] else True)
+    scaler = torch.amp.GradScaler(dev.type) if amp == "fp16" else None
+    size = model.student.clip.visual.image_size[0]
+    g = torch.Generator().manual_seed(1)
+    clips = torch.randn(args.batch, args.frames, 3, size, size, generator=g).to(dev)
+    labels = torch.randint(args.classes, (args.batch,), generator=g).to(dev)
+    forward = torch.compile(model) if knobs.get("compile") else model
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+
+    def step(i: int) -> float:
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            loss = forward(clips, labels, template=i % 28).loss
+        (scaler.scale(loss) if scaler else loss).backward()
+        if scaler:
+            scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), 1.0)
+        scaler.step(opt) if scaler else opt.step()
+        if scaler:
+            scaler.update()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    with torch.no_grad(), torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+        loss0 = model(clips, labels, template=0).loss.item()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(0)
+    for i in range(args.warmup):
+        step(i + 1)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+        step(args.warmup + 1 + i)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    sec = (time.perf_counter() - t0) / args.steps
+    peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+    return dict(mode=name, amp=amp or "fp32", ms=sec * 1e3, clips=args.batch / sec, mem=peak,
+                flops=counter.get_total_flops(), loss0=loss0, text_len=model.tokens.shape[-1])
+
+
+def _child(name, args, queue):
+    queue.put(run_mode(name, args))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="frostline-small", help="open_clip / frostline config (random init)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--classes", type=int, default=100)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--modes", default="reference,exact,ours-bf16,ours",
+                   help=f"comma list from {','.join(MODES)}; 'ours' and 'reference' make the speedup line")
+    p.add_argument("--peak-tflops", type=float, default=None, help="for MFU; default from the GPU's name")
+    args = p.parse_args()
+    names = args.modes.split(",")
+    ctx = mp.get_context("spawn")
+    peak = args.peak_tflops
+    if peak is None and args.device.startswith("cuda"):
+        gpu = torch.cuda.get_device_name()
+        peak = next((v for k, v in PEAK_TFLOPS.items() if k in gpu), None)
+    print(f"# {args.model}, batch {args.batch} x {args.frames} frames, {args.classes} classes, device {args.device}")
+    print(f"{'mode':<13} {'precision':<9} {'text len':>8} {'ms/step':>9} {'clips/s':>8} {'peak MiB':>9} "
+          f"{'GFLOP/step':>10} {'MFU':>6} {'loss@0':>9}")
+    rows = {}
+    for name in names:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_child, args=(name, args, queue))
+        proc.start()
+        r = queue.get()
+        proc.join()
+        rows[name] = r
+        mfu = f"{r['flops'] / (r['ms'] / 1e3) / (peak * 1e12):6.1%}" if peak else "     -"
+        print(f"{name:<13} {r['amp']:<9} {r['text_len']:>8} {r['ms']:9.1f} {r['clips']:8.2f} {r['mem']:9.0f} "
+              f"{r['flops'] / 1e9:10.1f} {mfu} {r['loss0']:9.5f}", flush=True)
+    if "ours" in rows and "reference" in rows:
+        print(f"speedup: {rows['ours']['clips'] / rows['reference']['clips']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

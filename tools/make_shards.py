@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Convert K400, K600, UCF101, HMDB51 or SSv2, as distributed, into WebDataset shards with Parquet manifests.
+
+    python tools/make_shards.py --dataset ucf101 --root /data/UCF101 --out s3://bucket/ucf101
+    python tools/make_shards.py --merge --out s3://bucket/k400        # after all --part I/N runs
+
+Without --dataset/--root it converts a small generated UCF101-layout dataset (the built-in default).
+Re-run the same command after a crash to resume it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from shards.convert import DEFAULT_KEYFRAME_INTERVAL, convert_dataset, merge  # noqa: E402
+from shards.records import LayoutError  # noqa: E402
+from shards.sources import DATASETS  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=DATASETS, help="dataset layout of --root")
+    p.add_argument("--root", help="the dataset as distributed (a local folder)")
+    p.add_argument("--out", help="output folder or s3://bucket/prefix (AWS_* variables, incl. AWS_ENDPOINT_URL)")
+    p.add_argument("--workers", type=int, default=None, help="parallel videos (default: all cores)")
+    p.add_argument("--codec", choices=("vp9", "h264", "copy"), default="vp9",
+                   help="stored stream: vp9 (DALI CPU+GPU), h264 (DALI GPU only), copy (keep it when decodable)")
+    p.add_argument("--short-side", type=int, default=256, help="short side in pixels (never upscaled)")
+    p.add_argument("--fps", type=float, default=30, help="constant output frame rate")
+    p.add_argument("--keyframe-interval", type=int, default=DEFAULT_KEYFRAME_INTERVAL,
+                   help="frames between keyframes (random-access decode speed vs size)")
+    p.add_argument("--shard-size", default="512MB", help="target tar size, e.g. 512MB, 1GB")
+    p.add_argument("--splits", default=None, help="comma-separated splits to convert (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="at most N videos per split (after the seeded shuffle)")
+    p.add_argument("--part", default=None, help="I/N: convert the I-th of N deterministic parts")
+    p.add_argument("--seed", type=int, default=0, help="order of samples within a split's shards")
+    p.add_argument("--merge", action="store_true", help="only combine the manifests of finished --part runs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.merge:
+        if not args.out:
+            sys.exit("--merge needs --out")
+        manifest, rejects = merge(args.out)
+        print(f"merged {args.out}: {manifest.num_rows} samples, {rejects.num_rows} rejects")
+        return 0
+    if args.dataset is None and args.root is None:
+        from shards.synthetic import make_ucf101
+
+        args.dataset, args.root = "ucf101", os.path.join(tempfile.mkdtemp(prefix="frostline-"), "ucf101")
+        args.out = args.out or "demo_out/shards"
+        syn = make_ucf101(args.root, num_classes=8, groups=8, clips=2, learnable=True, quirks=False,
+                          width=96, height=72, num_frames=48)
+        print(f"generated a {syn.total}-video UCF101-layout dataset in {args.root}")
+    if not (args.dataset and args.root and args.out):
+        sys.exit("give --dataset, --root and --out (or none of --dataset/--root for the built-in default)")
+    try:
+        summary = convert_dataset(
+            args.dataset, args.root, args.out, workers=args.workers, codec=args.codec,
+            short_side=args.short_side, fps=args.fps, shard_size=args.shard_size, splits=args.splits,
+            limit=args.limit, part=args.part, seed=args.seed, progress=not args.no_progress,
+            keyframe_interval=args.keyframe_interval)
+    except (LayoutError, ValueError, RuntimeError, FileNotFoundError) as e:
+        print(f"make_shards: error: {e}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

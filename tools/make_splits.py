@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Write protocol split manifests (Parquet) from shard-store manifests.
+
+  python tools/make_splits.py --protocol base2novel --dataset {k400,hmdb51,ucf101,ssv2}
+         --manifest DIR_OR_URL --out DIR_OR_URL --shots 16 --seed 0 [--num-train-sets 3]
+         [--from-split-files DIR] [--class-names FILE]
+  python tools/make_splits.py --protocol cross --train-manifest K400_DIR --eval-manifest DIR
+         --dataset {ucf101,hmdb51,k600} --out DIR_OR_URL [--num-eval-sets 3] [--classes-per-set 160]
+         [--seed 0] [--novel-classes FILE] [--from-split-files DIR] [--class-names FILE] [--train-class-names FILE]
+
+See README.md, "Protocol splits", for the rules.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from shards import splits  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--protocol", required=True, choices=["base2novel", "cross"])
+    p.add_argument("--dataset", required=True, choices=sorted(set(splits.B2N_DATASETS) | set(splits.CROSS_DATASETS)))
+    p.add_argument("--out", required=True, help="folder or s3://bucket/prefix; files go under base2novel/ or cross/")
+    p.add_argument("--manifest", help="base2novel: the dataset's shard store (folder or s3:// URL)")
+    p.add_argument("--train-manifest", help="cross: K400's shard store")
+    p.add_argument("--eval-manifest", help="cross: the evaluation dataset's shard store")
+    p.add_argument("--shots", type=int, default=16, help="training videos per base class (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated splits (default 0)")
+    p.add_argument("--num-train-sets", type=int, default=3, help="base2novel training sets s1..sN (default 3)")
+    p.add_argument("--num-eval-sets", type=int, default=3, help="cross evaluation sets (default 3)")
+    p.add_argument("--classes-per-set", type=int, default=160, help="cross K600: classes per evaluation set")
+    p.add_argument("--from-split-files", metavar="DIR", help="import published split files found under DIR")
+    p.add_argument("--split-format", default="auto", choices=["auto", "vificlip", "froster"],
+                   help="which published files to import from DIR (auto: ViFi-CLIP's when present, else FROSTER's)")
+    p.add_argument("--class-names", metavar="FILE", help="JSON {class id or name: prompt text} for the classes files")
+    p.add_argument("--train-class-names", metavar="FILE", help="cross: the same for K400's training classes")
+    p.add_argument("--novel-classes", metavar="FILE",
+                   help="cross K600: the novel class names, one per line (or an id,name CSV), instead of matching")
+    args = p.parse_args(argv)
+    if args.protocol == "base2novel":
+        if args.dataset not in splits.B2N_DATASETS:
+            p.error(f"--protocol base2novel takes --dataset {{{','.join(splits.B2N_DATASETS)}}}")
+        if not args.manifest:
+            p.error("--protocol base2novel needs --manifest")
+    else:
+        if args.dataset not in splits.CROSS_DATASETS:
+            p.error(f"--protocol cross takes --dataset {{{','.join(splits.CROSS_DATASETS)}}}")
+        if not (args.train_manifest and args.eval_manifest):
+            p.error("--protocol cross needs --train-manifest and --eval-manifest")
+    return args
+
+
+def read(path: str | None) -> str | None:
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t0 = time.time()
+    warnings.simplefilter("ignore", splits.SplitWarning)   # printed below from plan.warnings, once each
+    try:
+        if args.protocol == "base2novel":
+            m = splits.Manifest.load(args.manifest, args.dataset)
+            plans = [splits.base2novel(m, shots=args.shots, seed=args.seed, num_train_sets=args.num_train_sets,
+                                       class_names=read(args.class_names), class_names_path=args.class_names,
+                                       split_files=args.from_split_files, split_format=args.split_format)]
+        else:
+            k400 = splits.Manifest.load(args.train_manifest, "k400")
+            m = splits.Manifest.load(args.eval_manifest, args.dataset)
+            plans = [splits.cross_train(k400, class_names=read(args.train_class_names),
+                                        class_names_path=args.train_class_names),
+                     splits.cross(k400, m, seed=args.seed, num_eval_sets=args.num_eval_sets,
+                                  classes_per_set=args.classes_per_set,
+                                  novel_classes_text=read(args.novel_classes), novel_classes_path=args.novel_classes,
+                                  class_names=read(args.class_names), class_names_path=args.class_names,
+                                  split_files=args.from_split_files, split_format=args.split_format)]
+        rows = []
+        for plan in plans:
+            rows += splits.write_plan(plan, args.out)
+    except (splits.SplitError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for plan in plans:
+        for note in plan.notes:
+            print(note, flush=True)
+        for w in plan.warnings:
+            print(f"WARNING: {w}", file=sys.stderr, flush=True)
+    print(splits.format_summary(rows))
+    print(f"wrote {len(rows)} files under {args.out} in {time.time() - t0:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
