@@ -44,11 +44,12 @@ def decode_clip(data: bytes, indices: np.ndarray) -> np.ndarray:
         if first > 0:
             container.seek(int(first / rate / tb), backward=True, any_frame=False, stream=stream)
         frames: dict[int, np.ndarray] = {}
-        for frame in container.decode(stream):
-            i = int(round(frame.pts * tb * rate)) if frame.pts is not None else len(frames)
+        for n, frame in enumerate(container.decode(stream)):
+            i = int(round(frame.pts * tb * rate)) if frame.pts is not None else n
             if i > last:
                 break
-            frames[i] = frame.to_ndarray(format="rgb24")   # every decoded frame, as the official decoder does
+            if i >= first:                     # every frame of the window to RGB, as the official decoder does
+                frames[i] = frame.to_ndarray(format="rgb24")
     if not frames:
         raise ValueError("no frames decoded")
     have = np.array(sorted(frames))

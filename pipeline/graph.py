@@ -61,6 +61,18 @@ def frame_indices(nfr, r, spec: GraphSpec):
     return dmath.max(dmath.min(idx, dmath.max(nfr - 1, 0)), 0)
 
 
+def _crop_resize(frames, short, crop_x, crop_y, crop: int):
+    """Resize the short side to `short`, then take the `crop` x `crop` window anchored at (crop_x, crop_y) in [0, 1]
+    of the free space, as one resampling of only the source pixels that end up in the crop (bilinear, as the
+    reference's torch interpolation)."""
+    shape = frames.shape(dtype=types.FLOAT)                  # F, H, W, C
+    h, w = shape[1], shape[2]
+    side = dmath.min(h, w) * crop / short                   # the crop's size in source pixels
+    y0, x0 = crop_y * (h - side), crop_x * (w - side)
+    return fn.resize(frames, size=[crop, crop], roi_start=fn.stack(y0, x0), roi_end=fn.stack(y0 + side, x0 + side),
+                     roi_relative=False, interp_type=types.INTERP_LINEAR, antialias=False)
+
+
 def build_pipeline(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[str],
                    params: Callable[[int], BatchParams]):
     """A built DALI pipeline over `paths` (tar files or s3:// URLs) read in the exact order of `index_paths`.
@@ -94,14 +106,13 @@ def build_pipeline(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[
         idx = frame_indices(nfr, r, spec)
         frames = fn.decoders.video(video, device="mixed" if spec.device == "gpu" else "cpu",
                                    frames=idx, pad_mode="edge")
-        frames = fn.resize(frames, resize_shorter=short, antialias=True)
+        frames = _crop_resize(frames, short, crop_x, crop_y, spec.crop_size)
         if spec.no_flip:
             allowed = fn.lookup_table(src_label, keys=list(spec.no_flip), values=[0] * len(spec.no_flip),
                                       default_value=1, dtype=types.INT32)
             coin = coin * allowed
         clips = fn.crop_mirror_normalize(
-            frames, crop=(spec.crop_size, spec.crop_size), crop_pos_x=crop_x, crop_pos_y=crop_y,
-            mirror=coin, mean=[m * 255 for m in CLIP_MEAN], std=[s * 255 for s in CLIP_STD],
+            frames, mirror=coin, mean=[m * 255 for m in CLIP_MEAN], std=[s * 255 for s in CLIP_STD],
             output_layout="FCHW", dtype=_DALI_DTYPES[spec.dtype])
         labels = fn.lookup_table(src_label, keys=keys or [0], values=[spec.label_map[k] for k in keys] or [-1],
                                  default_value=-1, dtype=types.INT64)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -22,13 +23,14 @@ import random
 import re
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from . import manifest as mf
 from .records import VideoRecord
-from .sources import DatasetIndex, load
+from .sources import load
 from .storage import Store
 from .transcode import EncodeOptions, StreamInfo, VideoError, quiet_ffmpeg, transcode
 from .writer import ShardBuilder, sample_members, shard_name
@@ -128,27 +130,54 @@ def _work(args: tuple[VideoRecord, EncodeOptions]):
     return record, data, info
 
 
+CRASHED = "decode error at frame 0: the decoder crashed (its worker process died)"
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_ffmpeg)
+
+
+def _isolated(record: VideoRecord, opts: EncodeOptions):
+    """Convert one video in a process of its own: if FFmpeg crashes on it, it alone becomes a reject."""
+    with _pool(1) as pool:
+        try:
+            return pool.submit(_work, (record, opts)).result()
+        except BrokenProcessPool:
+            return record, None, CRASHED
+
+
 def _results(items: list, workers: int, opts: EncodeOptions):
-    """Yield worker results in input order, with at most a few videos in flight per worker."""
+    """Yield worker results in input order, with at most a few videos in flight per worker.
+
+    With workers=1 everything runs in this process. Otherwise a worker that dies (a decoder crash on a
+    corrupt file) breaks the pool: the videos in flight are then retried one by one, so only the one that
+    crashes becomes a reject.
+    """
     if workers <= 1:
         quiet_ffmpeg()
         for r in items:
             yield _work((r, opts))
         return
     window = workers * 4
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=quiet_ffmpeg) as pool:
-        pending = collections.deque()
-        it = iter(items)
-        for r in it:
-            pending.append(pool.submit(_work, (r, opts)))
-            if len(pending) >= window:
-                break
+    it = iter(items)
+    pool = _pool(workers)
+    try:
+        pending = collections.deque((r, pool.submit(_work, (r, opts))) for r in itertools.islice(it, window))
         while pending:
-            yield pending.popleft().result()
+            record, future = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                result = _isolated(record, opts)
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = _pool(workers)
+                pending = collections.deque((r, pool.submit(_work, (r, opts))) for r, _ in pending)
+            yield result
             nxt = next(it, None)
             if nxt is not None:
-                pending.append(pool.submit(_work, (nxt, opts)))
+                pending.append((nxt, pool.submit(_work, (nxt, opts))))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------- rows
@@ -202,26 +231,13 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
 
     ordered = order_records(index.records, index.splits, seed, limit)
     summary = ConvertSummary(dataset, store.url)
-    plan = []  # (split, shard number sequence start k, records still to do)
+    plan = []  # (split, number of its done shards in this part, records still to do)
     for split in index.splits:
         mine = [r for r in ordered[split] if in_part(r.key, part_i, part_n)]
-        k, done = 0, 0
-        while True:
-            frag = _fragment(store, shard_name(split, k * part_n + part_i - 1))
-            if frag is None:
-                break
-            rows, rejects, consumed = frag
-            expected = [r.key for r in mine[done:done + consumed]]
-            got = [row["key"] for row in rows + rejects]
-            if sorted(expected) != sorted(got):
-                raise RuntimeError(f"{store.url_of(WORK)}: the finished shard {shard_name(split, k * part_n + part_i - 1)}"
-                                   " holds other videos than this run would write there; convert into a fresh --out")
-            _count(summary, rows, rejects, has_tar=bool(rows))
-            summary.resumed_shards += 1
-            k, done = k + 1, done + consumed
-        plan.append((split, k, mine[done:]))
+        done_shards, done_records = _resume_point(store, split, mine, (part_i, part_n), summary)
+        plan.append((split, done_shards, mine[done_records:]))
 
-    todo = sum(len(p[2]) for p in plan)
+    todo = sum(len(records) for _, _, records in plan)
     bar = _progress(todo, progress, dataset)
     try:
         for split, k, records in plan:
@@ -233,29 +249,45 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
             bar.close()
     summary.processed = todo
 
-    if part_n == 1:
-        store.write_bytes(f"{WORK}/part-1-of-1.done", b"")
-        merge(store.url)
+    store.write_bytes(f"{WORK}/part-{part_i}-of-{part_n}.done", b"")
+    if all(store.exists(f"{WORK}/part-{i}-of-{part_n}.done") for i in range(1, part_n + 1)):
+        merge(store.url)   # the last part to finish writes the manifests
         summary.merged = True
-    else:
-        store.write_bytes(f"{WORK}/part-{part_i}-of-{part_n}.done", b"")
-        if all(store.exists(f"{WORK}/part-{i}-of-{part_n}.done") for i in range(1, part_n + 1)):
-            merge(store.url)
-            summary.merged = True
     store.clean_tmp()
     summary.elapsed_s = time.time() - start
     return summary
 
 
+def _shard_number(split: str, k: int, part: tuple[int, int]) -> str:
+    """Name of this part's k-th shard of `split`: parts interleave, part I/N writes I-1, I-1+N, I-1+2N, ..."""
+    part_i, part_n = part
+    return shard_name(split, k * part_n + part_i - 1)
+
+
+def _resume_point(store: Store, split: str, records: list[VideoRecord], part: tuple[int, int],
+                  summary: ConvertSummary) -> tuple[int, int]:
+    """(shards done, records consumed by them) for `split`, from the fragments an earlier run committed."""
+    k = done = 0
+    while (frag := _fragment(store, _shard_number(split, k, part))) is not None:
+        rows, rejects, consumed = frag
+        expected = sorted(r.key for r in records[done:done + consumed])
+        if expected != sorted(row["key"] for row in rows + rejects):
+            raise RuntimeError(f"{store.url}: the finished shard {_shard_number(split, k, part)} holds other videos "
+                               "than this run would write there; convert into a fresh --out")
+        _count(summary, rows, rejects, has_tar=bool(rows))
+        summary.resumed_shards += 1
+        k, done = k + 1, done + consumed
+    return k, done
+
+
 def _convert_split(store, dataset, split, k, records, part, opts, max_bytes, workers, summary, bar):
     """Fill shards k, k+1, ... of `split` with `records` in order, committing each when full."""
-    part_i, part_n = part
     builder = None
     rows, rejects, consumed = [], [], 0
 
     def close():
         nonlocal builder, rows, rejects, consumed, k
-        name = shard_name(split, k * part_n + part_i - 1)
+        name = _shard_number(split, k, part)
         if builder is not None:
             builder.commit()
         _write_fragment(store, dataset, name, rows, rejects, consumed)
@@ -266,7 +298,6 @@ def _convert_split(store, dataset, split, k, records, part, opts, max_bytes, wor
         for record, data, info in _results(records, workers, opts):
             if data is None:
                 rejects.append(reject_row(record, info))
-                summary_rejects = sum(summary.rejects.values()) + len(rejects)
             else:
                 meta = manifest_row(record, info)
                 members = sample_members(record.key, data, meta, record.label, info.num_frames)
@@ -274,13 +305,12 @@ def _convert_split(store, dataset, split, k, records, part, opts, max_bytes, wor
                 if builder is not None and builder.nbytes + need > max_bytes:
                     close()
                 if builder is None:
-                    builder = ShardBuilder(store, shard_name(split, k * part_n + part_i - 1))
+                    builder = ShardBuilder(store, _shard_number(split, k, part))
                 offset, size = builder.add(record.key, members)
                 rows.append({**meta, "shard": builder.tar_name, "offset": offset, "size": size})
-                summary_rejects = sum(summary.rejects.values()) + len(rejects)
             consumed += 1
             if bar is not None:
-                bar.set_postfix(rejects=summary_rejects, refresh=False)
+                bar.set_postfix(rejects=sum(summary.rejects.values()) + len(rejects), refresh=False)
                 bar.update(1)
         if consumed:
             close()
@@ -347,7 +377,7 @@ def merge(out: str) -> tuple[pa.Table, pa.Table]:
 
     Rows are ordered by split (in the dataset's order), shard, then offset. Raises when a part is missing.
     """
-    store = Store(out)
+    store = Store(out, tmp_name="_tmp/merge")
     if not store.exists(SETTINGS):
         raise FileNotFoundError(f"{store.url_of(SETTINGS)} not found: {store.url} holds no conversion")
     settings = json.loads(store.read_bytes(SETTINGS))
@@ -374,4 +404,5 @@ def merge(out: str) -> tuple[pa.Table, pa.Table]:
     mf.write_table(store, mf.CLASSES, mf.classes_table(settings["classes"]))
     mf.write_table(store, mf.REJECTS, rej)
     mf.write_table(store, mf.MANIFEST, manifest)
+    store.clean_tmp()
     return manifest, rej

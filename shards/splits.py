@@ -56,19 +56,19 @@ def base2novel(m: Manifest, *, shots: int = 16, seed: int = 0, num_train_sets: i
     source = "generated" if split_files is None else "published"
     plan = SplitPlan(f"base2novel/{ds}", [], {"protocol": "base2novel", "dataset": ds, "source": source,
                                              "seed": str(seed), "shots": str(shots)})
+    if split_files is not None:
+        pub.import_base2novel(plan, m, split_files, split_format, prompts, num_train_sets, shots)
+        return plan
     if ds in OFFICIAL:
         train_pool, eval_pool = m.official(1, "train"), m.official(1, "test")
     else:
         train_pool, eval_pool = m.in_split("train"), m.eval_rows()
-    if split_files is not None:
-        pub.import_base2novel(plan, m, split_files, split_format, prompts, num_train_sets)
-        return plan
     n_base = math.ceil(len(m.classes) / 2)
     ranked = sorted(m.classes, key=lambda c: rank(seed, "base2novel/classes", c[1]))
     base = entries_of(sorted(ranked[:n_base]), prompts)
     novel = entries_of(sorted(ranked[n_base:]), prompts)
-    pool, _ = by_class(m, train_pool, base)
-    warn_short(plan, m, pool, base, shots)
+    pool, pool_labels = by_class(m, train_pool, base)
+    warn_short(plan, plan.folder, base, pool_labels, shots)
     for n in range(1, num_train_sets + 1):
         rows, labels = few_shot(m, pool, base, shots, seed, f"base2novel/s{n}")
         plan.files.append(SplitFile(f"train_s{n}", "classes_base", base, m, rows, labels))
@@ -172,6 +172,7 @@ def write_plan(plan: SplitPlan, out: str) -> list[tuple[str, int, int]]:
     for f in plan.files:
         if classes.setdefault(f.classes_name, f.classes) != f.classes:
             raise SplitError(f"{plan.folder}: two different class lists for {f.classes_name}")
+        f.check_labels(f"{plan.folder}/{f.name}")
     summary = []
     for name, entries in classes.items():
         table = pa.Table.from_pydict({

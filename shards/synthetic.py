@@ -111,8 +111,14 @@ def render(class_index: int, name: str, rng: np.random.Generator, width: int, he
 
 
 def write_video(path: str, frames: np.ndarray, fps: int = 30, codec: str | None = None,
-                audio: bool = False) -> None:
-    """Encode frames with PyAV; the container follows the file extension (.avi: MPEG-4, .webm: VP9, .mp4: H.264)."""
+                audio: bool = False, rotation: int = 0) -> None:
+    """Encode frames with PyAV; the container follows the file extension (.avi: MPEG-4, .webm: VP9, .mp4: H.264).
+
+    `rotation` (MP4 only) stores the frames turned clockwise with a display matrix that turns them back
+    counter-clockwise, as phones record portrait video.
+    """
+    if rotation:
+        frames = np.ascontiguousarray(np.rot90(frames, k=-(rotation // 90), axes=(1, 2)))
     ext = os.path.splitext(path)[1].lower()
     codec = codec or {".avi": "mpeg4", ".webm": "libvpx-vp9", ".mkv": "libx264"}.get(ext, "libx264")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -123,6 +129,8 @@ def write_video(path: str, frames: np.ndarray, fps: int = 30, codec: str | None 
             options = {"preset": "ultrafast"}
         stream = out.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         if codec == "mpeg4":
             stream.codec_context.bit_rate = 400_000
         astream = None
@@ -270,7 +278,7 @@ def _emit(path: str, kind: str | None, changes: dict, ci: int, cls: str, rng, wi
         w, h = (height, width) if changes.get("portrait") else (width, height)
         t = max(2, round(5 * fps / 30)) if changes.get("short") else num_frames  # under 8 frames once at 30 fps
         frames = render(ci, cls, rng, w, h, t)
-        write_video(path, frames, fps, audio=changes.get("audio", False))
+        write_video(path, frames, fps, audio=changes.get("audio", False), rotation=changes.get("rotation", 0))
         if kind == "corrupt":
             write_corrupt(path, first_packet=num_frames // 3, seed=seed)
 
@@ -313,8 +321,9 @@ def make_kinetics(root: str, *, dataset: str = "k400", num_classes: int = 3, per
     """CVDF Kinetics layout: `annotations/{train,val,test}.csv` and `{ytid}_{start:06d}_{end:06d}.mp4` files.
 
     Train videos sit in class folders, val videos in a flat folder, test videos (unlabeled) under
-    `test/`. With quirks: an `is_cc` column, a `.mkv` and a `.webm` file, and a corrupt original whose
-    good copy lives under `replacement/`, plus the broken/missing/odd files.
+    `test/`. With quirks: an `is_cc` column, a `.mkv` and a `.webm` file, a phone video (coded landscape,
+    shown portrait through its display matrix), a corrupt original whose good copy lives under
+    `replacement/`, plus the broken/missing/odd files.
     """
     classes = sorted(_pick(KINETICS_NAMES, num_classes))
     syn = Synthetic(root, dataset, classes)
@@ -339,6 +348,9 @@ def make_kinetics(root: str, *, dataset: str = "k400", num_classes: int = 3, per
                 ext = ".webm"
             path = os.path.join(root, folder, stem + ext)
             kind, changes = _quirk(syn, n, ytid) if quirks and split == "train" else (None, {})
+            if quirks and split == "val" and j == 2:   # a phone video: coded landscape, displayed portrait
+                changes = {"portrait": True, "rotation": 90}
+                syn.portrait.add(ytid)
             _emit(path, kind, changes, max(ci, 0), cls or "unlabeled", rng, width, height, num_frames, fps, n)
             if quirks and split == "train" and n == 8:  # corrupt original, good copy under replacement/
                 write_broken(path, n)

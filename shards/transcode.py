@@ -16,6 +16,7 @@ from fractions import Fraction
 
 import av
 import av.logging
+import numpy as np
 
 CODECS = ("vp9", "h264", "copy")
 # Streams `--codec copy` keeps as they are: DALI decodes them (VP9 on CPU and GPU, the rest on GPU).
@@ -131,6 +132,15 @@ def _encoder(out, opts: EncodeOptions, rate: Fraction, width: int, height: int):
     return stream
 
 
+def _upright(frame):
+    """Apply the display rotation of phone videos (coded landscape, shown portrait): the stored stream has none."""
+    quarter = round(frame.rotation / 90) % 4 if frame.rotation else 0
+    if not quarter:
+        return frame
+    pixels = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), k=quarter))
+    return av.VideoFrame.from_ndarray(pixels, format="rgb24")
+
+
 def _frame_time(frame, stream, index: int, src_fps: float | None) -> Fraction:
     if frame.pts is not None and frame.time_base is not None:
         return Fraction(frame.pts) * Fraction(frame.time_base)
@@ -173,6 +183,8 @@ def _transcode(container, opts: EncodeOptions) -> tuple[bytes, StreamInfo]:
         Midpoints make the choice robust to timestamps rounded to milliseconds (WebM, MKV).
         """
         nonlocal stream, n_out
+        if (n_out + half) * step < until:
+            frame = _upright(frame)
         while (n_out + half) * step < until:
             if stream is None:
                 w, h = target_size(frame.width, frame.height, opts.short_side)

@@ -232,3 +232,54 @@ def test_bad_inputs(model):
         fresh(_clips(), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="at least one"):
         fresh.set_classes([])
+
+
+# -- class text sharded across ranks ---------------------------------------------------------------------------------
+def _sharded_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        sharded = Froster.build("frostline-tiny", None, shard_text=True)
+        whole = copy.deepcopy(sharded)
+        whole.shard_text = False
+        texts = CLASSES + ["surfing"]  # 5 classes over 2 ranks: uneven shards
+        for m in (sharded, whole):
+            m.set_classes(texts)
+        clips, labels = _clips(), torch.tensor([4, 1])
+        out = sharded(clips, labels, template=11)
+        out.loss.backward()
+        for p in sharded.trainable_parameters():  # what DDP does: average the gradients over ranks
+            dist.all_reduce(p.grad)
+            p.grad /= world
+        ref = whole(clips, labels, template=11)
+        ref.loss.backward()
+        worst = max((a.grad - b.grad).abs().max().item() / (b.grad.abs().max().item() + 1e-12)
+                    for a, b in zip(sharded.trainable_parameters(), whole.trainable_parameters()))
+        torch.manual_seed(100 + rank)  # ranks' RNGs disagree; the template must not
+        template = sharded._pick_template()
+        torch.save({"loss": (out.loss.item(), ref.loss.item()), "worst": worst, "template": template}, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_class_text_sharded_across_ranks_keeps_loss_and_gradients(tmp_path):
+    """Each of 2 gloo ranks encodes half the classes; the all-gather keeps the gradients: after DDP-style
+    averaging they equal the unsharded model's, and so does the loss."""
+    import socket
+
+    import torch.multiprocessing as tmp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tmp.spawn(_sharded_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for r in results:
+        sharded_loss, whole_loss = r["loss"]
+        assert sharded_loss == pytest.approx(whole_loss, rel=1e-6)
+        assert r["worst"] < 1e-5
+    assert results[0]["template"] == results[1]["template"]  # ranks agree on the step's template

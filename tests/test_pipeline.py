@@ -415,3 +415,50 @@ def test_reads_s3_through_moto(ucf, s3_bucket):
     local = build_loader(ucf["eval"], cfg)
     for rb, lb in zip(remote, local):
         assert rb.keys == lb.keys and torch.equal(rb.clips, lb.clips) and torch.equal(rb.labels, lb.labels)
+
+
+# ------------------------------------------------------------------------------------------ baseline and tools
+
+
+def test_baseline_decodes_the_same_frames_as_the_pipeline(ucf):
+    """The PyAV baseline seeks and decodes the same frames, and augments the same way (test mode: identical rules)."""
+    from pipeline.baseline import build_baseline, decode_clip
+
+    cfg = LoaderConfig(**{**SMALL, "crop_size": 48}, train=False, num_views=1)
+    loader = build_loader(ucf["eval"], cfg)
+    t = loader.table
+    for s in range(len(t)):                                    # seeking decoder == full decode at any indices
+        data = _member(t.shards[t.shard[s]], t.entries[s])
+        ref = _pyav_frames(data)
+        idx = np.array([3, 17, 18, 35]) if len(ref) > 35 else np.arange(4)
+        assert np.array_equal(decode_clip(data, np.minimum(idx, len(ref) - 1)), ref[np.minimum(idx, len(ref) - 1)])
+    base = build_baseline(ucf["eval"], cfg, num_workers=0)
+    base_clips = torch.cat([clips for clips, _ in base])
+    base_labels = torch.cat([labels for _, labels in base])
+    dali = [(b.clips, b.labels) for b in loader]
+    dali_clips = torch.cat([c for c, _ in dali])[: len(t)]
+    assert torch.equal(base_labels, torch.cat([lb for _, lb in dali])[: len(t)])
+    assert base_clips.shape == dali_clips.shape
+    assert (base_clips - dali_clips).abs().mean() < 0.05       # normalised units: ~1.5 grey levels
+
+
+@pytest.mark.slow
+def test_tools_show_batch_and_bench_loader(ucf, tmp_path):
+    from PIL import Image
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "batch.png"
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "show_batch.py"), "--split", ucf["train"], "--out", str(out),
+                        "--batch-size", "2", "--num-frames", "3", "--frame-stride", "4", "--crop-size", "32"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (3 * 32, 2 * (32 + 14))
+    classes = pq.read_table(str(Path(ucf["train"]).parent / "classes_base.parquet")).column("class_name").to_pylist()
+    assert any(c in r.stdout for c in classes)
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench_loader.py"), "--split", ucf["store"], "--device", "cpu",
+                        "--batches", "2", "--warmup", "1", "--batch-size", "2", "--num-frames", "4", "--frame-stride", "4",
+                        "--crop-size", "32", "--workers", "1"], capture_output=True, text=True, env=env, timeout=180)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert any(line.startswith("dali pipeline") for line in lines) and any(line.startswith("pyav dataloader") for line in lines)
+    assert lines[-1].startswith("ratio: ") and float(lines[-1].split()[1]) > 0

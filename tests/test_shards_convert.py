@@ -116,8 +116,12 @@ def test_other_codecs(tmp_path, codec):
     out = str(tmp_path / codec)
     convert_dataset("ssv2", syn.root, out, workers=1, codec=codec, progress=False)
     rows = check_store(out, syn, codec=codec)
-    if codec == "copy":   # SSv2 is VP9 already: kept as it is, at its own 12 fps
+    if codec == "copy":   # SSv2 is VP9 already: kept as it is, at its own 12 fps; DALI's CPU decoder reads it
         assert all(r["codec"] == "vp9" and r["fps"] == 12.0 and r["num_frames"] == 24 for r in rows.values())
+        shards = sorted({r["shard"] for r in rows.values()})
+        counts = dali_frame_counts([os.path.join(out, s) for s in shards],
+                                   [os.path.join(out, s[:-4] + ".idx") for s in shards])
+        assert {k: v[0] for k, v in counts.items()} == {k: 24 for k in rows}
 
 
 def test_copy_falls_back_to_vp9_for_mpeg4(tmp_path):

@@ -106,3 +106,36 @@ def test_partial_scratch_is_cleaned_and_redone(tmp_path, dataset):
     assert read_manifest(out).equals(read_manifest(ref))
     assert open(os.path.join(out, f"{last}.tar"), "rb").read() == open(os.path.join(ref, f"{last}.tar"), "rb").read()
     assert not os.path.exists(os.path.join(out, "_tmp"))
+
+
+CRASH_SCRIPT = r'''
+import os, sys
+sys.path.insert(0, {repo!r})
+import shards.convert as C
+from shards.transcode import transcode
+
+def crashing(path, opts):
+    if path and os.path.basename(path) == {victim!r}:
+        os._exit(139)            # what a segfaulting decoder looks like from the outside
+    return transcode(path, opts)
+
+C.transcode = crashing           # applied in the worker processes too: spawn re-runs this module
+
+if __name__ == "__main__":
+    print(C.convert_dataset("ucf101", {root!r}, {out!r}, workers=2, progress=False))
+'''
+
+
+@pytest.mark.slow
+def test_worker_crash_is_a_reject(tmp_path):
+    syn = make_ucf101(str(tmp_path / "src"), num_classes=2, groups=4, quirks=False)
+    victim = f"v_{syn.classes[0]}_g02_c01.avi"
+    script = tmp_path / "crash.py"
+    out = str(tmp_path / "out")
+    script.write_text(CRASH_SCRIPT.format(repo=REPO, victim=victim, root=syn.root, out=out))
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rejects = read_rejects(out).to_pylist()
+    assert [(r["video_id"], r["reason"]) for r in rejects] == [
+        (victim[:-4], "decode error at frame 0: the decoder crashed (its worker process died)")]
+    assert read_manifest(out).num_rows == syn.total - 1

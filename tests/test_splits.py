@@ -341,3 +341,16 @@ def test_clear_errors(tmp_path, ucf):
     pq.write_table(pq.read_table(Path(ucf.url) / "classes.parquet"), broken)
     with pytest.raises(splits.SplitError, match="not a split file"):
         splits.read_split(str(broken))
+
+
+def test_written_splits_keep_one_split_label_per_dataset_label(ucf, tmp_path):
+    """The pipeline labels clips from the label stored in the shard: a split breaking that is never written."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", splits.SplitWarning)
+        plan = splits.base2novel(ucf, shots=2)
+    f = plan.files[-1]
+    f.labels[0] = (f.labels[0] + 1) % len(f.classes)
+    with pytest.raises(splits.SplitError, match=r"base2novel/ucf101/eval_novel: sample '.*' \(dataset label \d+\) "
+                                                r"cannot be split label \d+: its class is already split label"):
+        splits.write_plan(plan, str(tmp_path))
+    assert not (tmp_path / "base2novel" / "ucf101" / "eval_novel.parquet").exists()

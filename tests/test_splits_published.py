@@ -65,13 +65,21 @@ def vifi_tree(root: Path, manifest_rows: list[dict]) -> dict:
     return {"base": base, "novel": novel, "train": train, "evals": evals, "zs": zs}
 
 
+@pytest.mark.filterwarnings("ignore:train_s1. 1 of 13 rows")   # re-emitted by pytest.warns(match=...) below
 def test_import_vificlip_base2novel(ucf, tmp_path):
     rows = ucf_rows()
     tree = vifi_tree(tmp_path / "ViFi-CLIP", rows)
     with pytest.warns(splits.SplitWarning) as rec:
-        plan = splits.base2novel(ucf, split_files=str(tmp_path), num_train_sets=3)
+        plan = splits.base2novel(ucf, split_files=str(tmp_path), num_train_sets=3, shots=3)
     msgs = [str(w.message) for w in rec]
     assert any("train_s1: 1 of 13 rows of" in m and "v_Missing_g01_c01.avi" in m for m in msgs), msgs
+    assert len(msgs) == 1
+    with pytest.warns(splits.SplitWarning) as rec:
+        splits.base2novel(ucf, split_files=str(tmp_path), num_train_sets=1, shots=4)
+    assert any("train_s1: 4 base class(es) have fewer than 4 videos from" in str(w.message) and
+               "'Typing' (3)" in str(w.message) for w in rec)
+    with pytest.warns(splits.SplitWarning, match="has up to 3 videos per class, more than --shots 2"):
+        splits.base2novel(ucf, split_files=str(tmp_path), num_train_sets=1, shots=2)
     assert plan.meta["source"] == "vificlip"
     out = tmp_path / "out"
     splits.write_plan(plan, str(out))
@@ -125,15 +133,19 @@ def test_import_vificlip_k600_zero_shot_lists(tmp_path):
             for r in k600_rows:
                 if k600_names[r["label"]] == c if r["label"] >= 0 else False:
                     lines.append(f"{r['split']}/{r['key']}.mp4 {i}")
-        write(root / f"datasets_splits/k600_splits/ZS_split{n}_K600_eval.txt", lines)
-    plan = splits.cross(k400, k600, split_files=str(root))
+        test_row = next(r for r in k600_rows if r["split"] == "test")          # unlabeled in the shard store
+        write(root / f"datasets_splits/k600_splits/ZS_split{n}_K600_eval.txt", lines + [f"test/{test_row['key']}.mp4 1"])
+    with pytest.warns(splits.SplitWarning) as rec:
+        plan = splits.cross(k400, k600, split_files=str(root))
+    assert [str(w.message).split(":")[0] for w in rec] == ["eval_1", "eval_2", "eval_3"]
+    assert all("1 rows of" in str(w.message) and "holds unlabeled (a test split) and are left out" in str(w.message)
+               and test_row["key"] in str(w.message) for w in rec)
     assert [[c.class_name for c in f.classes] for f in plan.files] == [["zumba", "acting in play"],
                                                                        ["winking", "zumba"],
                                                                        ["acting in play", "winking"]]
     for f in plan.files:   # youtube_id + start second find the clip, whichever split folder the list names
         assert len(f.rows) == 2 * 4
         assert all(k600.class_name[k600.col["label"][i]] == f.classes[lb].class_name for i, lb in zip(f.rows, f.labels))
-    assert not plan.warnings
 
 
 def froster_tree(root: Path, manifest_rows: list[dict]) -> list[str]:
@@ -144,8 +156,8 @@ def froster_tree(root: Path, manifest_rows: list[dict]) -> list[str]:
     write(db / "B2N_ucf101/test_idx2cls.csv", [f"{i},{n}" for i, n in enumerate(novel)])
     plain = {SPACED.get(n, n): n for n in UCF_CLASSES}
     for s, name in ((1, "train_s1.csv"), (2, "train_2.csv"), (3, "train_s3.csv")):   # FROSTER mixes both names
-        write(db / "B2N_ucf101" / name, [f"{r['video_id']}.avi {i}" for i, n in enumerate(base) for r in manifest_rows
-                                         if UCF_CLASSES[r["label"]] == plain[n] and r["split1"] == "train"][s::4])
+        write(db / "B2N_ucf101" / name, [f"{r['video_id']}.avi {i}" for i, n in enumerate(base) for r in [
+            r for r in manifest_rows if UCF_CLASSES[r["label"]] == plain[n] and r["split1"] == "train"][s - 1:s + 2]])
     for name, classes in (("val.csv", base), ("test.csv", novel)):
         write(db / "B2N_ucf101" / name, [f"{plain[n]}/{r['video_id']}.avi,{i}" for i, n in enumerate(classes)
                                          for r in manifest_rows if UCF_CLASSES[r["label"]] == plain[n]
@@ -161,7 +173,7 @@ def froster_tree(root: Path, manifest_rows: list[dict]) -> list[str]:
 def test_import_froster_zs_label_db(ucf, tmp_path):
     rows = ucf_rows()
     base = froster_tree(tmp_path / "FROSTER", rows)
-    plan = splits.base2novel(ucf, split_files=str(tmp_path / "FROSTER"))
+    plan = splits.base2novel(ucf, split_files=str(tmp_path / "FROSTER"), shots=3)
     assert plan.meta["source"] == "froster" and not plan.warnings
     assert [c.class_name for c in plan.files[0].classes] == base
     assert [c.source_label for c in plan.files[0].classes] == [4, 3, 0, 6]
@@ -174,9 +186,16 @@ def test_import_froster_zs_label_db(ucf, tmp_path):
     assert [f.name for f in cross.files] == ["eval_1", "eval_2", "eval_3", "eval_full"]
     assert len(cross.files[-1].rows) == len(rows) and not cross.warnings
     assert all(f.labels == [ucf.col["label"][i] for i in f.rows] for f in cross.files)
+    # with both projects' files in one folder, auto picks ViFi-CLIP's and --split-format picks either
+    vifi_tree(tmp_path / "FROSTER" / "ViFi-CLIP", rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", splits.SplitWarning)
+        assert splits.base2novel(ucf, split_files=str(tmp_path / "FROSTER"), shots=3).meta["source"] == "vificlip"
+    again = splits.base2novel(ucf, split_files=str(tmp_path / "FROSTER"), shots=3, split_format="froster")
+    assert again.meta["source"] == "froster" and [c.class_name for c in again.files[0].classes] == base
 
 
-@pytest.mark.filterwarnings("ignore:train_s1. 1 of 13 rows")   # the missing video, tested above
+@pytest.mark.filterwarnings("ignore::shards.protocols.names.SplitWarning")   # each warning is tested above
 def test_published_file_errors(ucf, tmp_path):
     rows = ucf_rows()
     root = tmp_path / "vifi"
@@ -202,17 +221,26 @@ def test_published_file_errors(ucf, tmp_path):
     bad.write_text("v_Nothing_g01_c01.avi 0\n")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", splits.SplitWarning)
-        with pytest.raises(splits.SplitError, match="none of its 1 rows matches a sample"):
+        with pytest.raises(splits.SplitError, match="none of its 1 rows matches a labelled sample"):
             splits.base2novel(ucf, split_files=str(root))
     first = good.splitlines()[0].split()
     bad.write_text(good.replace(" ".join(first), f"{first[0]} {(int(first[1]) + 1) % 4}", 1))  # class disagrees
     with pytest.warns(splits.SplitWarning, match=r"eval_base: 1 rows of .*base_val.txt disagree with the manifest's "
-                                                 r"class; the list's label is kept: v_\w+.avi: list says"):
+                                                 r"class and are left out: v_\w+.avi: list says"):
         plan = splits.base2novel(ucf, split_files=str(root))
     eval_base = next(f for f in plan.files if f.name == "eval_base")
-    assert sum(ucf.col["label"][i] != eval_base.classes[lb].source_label
-               for i, lb in zip(eval_base.rows, eval_base.labels)) == 1
+    assert len(eval_base.rows) == len(good.splitlines()) - 1
+    assert all(ucf.col["label"][i] == eval_base.classes[lb].source_label
+               for i, lb in zip(eval_base.rows, eval_base.labels))
     bad.write_text(good)
+    novel_csv = root / "labels/ucf_101_novel_labels.csv"
+    saved = novel_csv.read_text()
+    novel_csv.write_text(saved.replace("YoYo", "Typing"))                # a base class listed as novel too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", splits.SplitWarning)             # its rows now disagree, too
+        with pytest.raises(splits.SplitError, match=r"base and novel classes overlap: \['typing'\]"):
+            splits.base2novel(ucf, split_files=str(root))
+    novel_csv.write_text(saved)
     lbl = root / "labels/ucf_101_base_labels.csv"
     lbl.write_text("id,name\n0,Typing\n2,Punch\n")
     with pytest.raises(splits.SplitError, match=r"ucf_101_base_labels.csv: label ids must be 0..1"):

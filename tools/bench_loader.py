@@ -32,16 +32,24 @@ def synthetic_split(folder: str, codec: str, videos: int, frames: int) -> str:
     return store
 
 
-def timed(batches, n: int, warmup: int) -> tuple[int, float]:
-    """Clips delivered and seconds taken for `n` batches after `warmup` batches."""
+def timed(batches, n: int, warmup: int, cpu) -> tuple[int, float, float]:
+    """Clips delivered, wall seconds and CPU seconds (all threads and worker processes) for `n` batches
+    after `warmup` batches."""
     it = iter(batches)
     for _ in range(warmup):
         next(it)
-    clips, start = 0, time.perf_counter()
+    clips, start, cpu0 = 0, time.perf_counter(), cpu()
     for _ in range(n):
         b = next(it)
         clips += (b.clips if hasattr(b, "clips") else b[0]).shape[0]
-    return clips, time.perf_counter() - start
+    return clips, time.perf_counter() - start, cpu() - cpu0
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a live process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cycle(make):
@@ -84,23 +92,37 @@ def main() -> None:
         return iter(loader)
 
     loader = build_loader(split, cfg)
-    results = [("dali pipeline", args.device, args.workers, *timed(cycle(pipeline_epochs), args.batches, args.warmup))]
+    results = [("dali pipeline", args.device, args.workers,
+                *timed(cycle(pipeline_epochs), args.batches, args.warmup, time.process_time))]
     loader.close()
     if not args.skip_baseline:
         base_cfg = LoaderConfig(**{**cfg.__dict__, "device": "cpu"})
         baseline = build_baseline(split, base_cfg, args.workers)   # persistent workers, reused every epoch
+        iters = []
+
+        def baseline_epochs(epoch):
+            iters.append(iter(baseline))
+            return iters[-1]
+
+        def baseline_cpu():
+            workers = getattr(iters[-1], "_workers", []) if iters else []
+            return time.process_time() + sum(proc_cpu(w.pid) for w in workers)
+
         results.append(("pyav dataloader", "cpu", args.workers,
-                        *timed(cycle(lambda e: iter(baseline)), args.batches, args.warmup)))
+                        *timed(cycle(baseline_epochs), args.batches, args.warmup, baseline_cpu)))
 
     T = args.num_frames
     print(f"split: {split}   clip: {T}x{args.crop_size}x{args.crop_size} ({args.sampling}, stride {args.frame_stride})"
-          f"   batch: {args.batch_size}   timed batches: {args.batches}")
-    print(f"{'loader':<16} {'device':<6} {'workers':>7} {'clips':>6} {'seconds':>8} {'clips/s':>8} {'frames/s':>9}")
-    for name, dev, w, clips, secs in results:
-        print(f"{name:<16} {dev:<6} {w:>7} {clips:>6} {secs:>8.2f} {clips / secs:>8.2f} {clips * T / secs:>9.1f}")
+          f"   batch: {args.batch_size}   timed batches: {args.batches}   cores: {os.cpu_count()}")
+    print(f"{'loader':<16} {'device':<6} {'workers':>7} {'clips':>6} {'seconds':>8} {'clips/s':>8} {'frames/s':>9}"
+          f" {'cpu s/clip':>10}")
+    for name, dev, w, clips, secs, cpu_s in results:
+        print(f"{name:<16} {dev:<6} {w:>7} {clips:>6} {secs:>8.2f} {clips / secs:>8.2f} {clips * T / secs:>9.1f}"
+              f" {cpu_s / clips:>10.3f}")
     if len(results) == 2:
-        ratio = (results[0][3] / results[0][4]) / (results[1][3] / results[1][4])
-        print(f"ratio: {ratio:.2f}")
+        (_, _, _, c0, s0, u0), (_, _, _, c1, s1, u1) = results
+        print(f"cpu ratio: {(u1 / c1) / (u0 / c0):.2f}   (baseline CPU seconds per clip / pipeline's)")
+        print(f"ratio: {(c0 / s0) / (c1 / s1):.2f}")
 
 
 if __name__ == "__main__":

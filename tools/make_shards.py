@@ -48,17 +48,23 @@ def main(argv=None) -> int:
     if args.merge:
         if not args.out:
             sys.exit("--merge needs --out")
-        manifest, rejects = merge(args.out)
+        try:
+            manifest, rejects = merge(args.out)
+        except (RuntimeError, FileNotFoundError) as e:
+            print(f"make_shards: error: {e}", file=sys.stderr)
+            return 2
         print(f"merged {args.out}: {manifest.num_rows} samples, {rejects.num_rows} rejects")
         return 0
+    scratch = None
     if args.dataset is None and args.root is None:
         from shards.synthetic import make_ucf101
 
-        args.dataset, args.root = "ucf101", os.path.join(tempfile.mkdtemp(prefix="frostline-"), "ucf101")
+        scratch = tempfile.TemporaryDirectory(prefix="frostline-")
+        args.dataset, args.root = "ucf101", os.path.join(scratch.name, "ucf101")
         args.out = args.out or "demo_out/shards"
         syn = make_ucf101(args.root, num_classes=8, groups=8, clips=2, learnable=True, quirks=False,
                           width=96, height=72, num_frames=48)
-        print(f"generated a {syn.total}-video UCF101-layout dataset in {args.root}")
+        print(f"generated a {syn.total}-video UCF101-layout dataset (8 learnable classes)")
     if not (args.dataset and args.root and args.out):
         sys.exit("give --dataset, --root and --out (or none of --dataset/--root for the built-in default)")
     try:
@@ -70,6 +76,9 @@ def main(argv=None) -> int:
     except (LayoutError, ValueError, RuntimeError, FileNotFoundError) as e:
         print(f"make_shards: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
     print(summary)
     return 0
 

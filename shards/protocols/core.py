@@ -149,6 +149,16 @@ class SplitFile:
         md.update({k.encode(): str(v).encode() for k, v in meta.items()})
         return pa.Table.from_pydict(data, schema=ROW_SCHEMA.with_metadata(md))
 
+    def check_labels(self, where: str) -> None:
+        """What the pipeline relies on: every sample has a stored label, and each maps to one split label."""
+        seen: dict[int, int] = {}
+        for i, lb in zip(self.rows, self.labels):
+            src = self.manifest.col["label"][i]
+            if src is None or src < 0 or seen.setdefault(src, lb) != lb:
+                raise SplitError(f"{where}: sample {self.manifest.col['key'][i]!r} (dataset label {src}) cannot be "
+                                 f"split label {lb}" + (f": its class is already split label {seen[src]}"
+                                                        if src is not None and src >= 0 else ""))
+
     def keys(self) -> set[str]:
         return {self.manifest.col["key"][i] for i in self.rows}
 
@@ -181,6 +191,7 @@ def by_class(m: Manifest, rows: list[int], entries: list[ClassEntry]) -> tuple[l
 
 
 def few_shot(m: Manifest, pool: list[int], entries: list[ClassEntry], shots: int, seed: int, purpose: str):
+    """Per class, the `shots` pool rows with the lowest rank(seed, purpose, key): all of them when fewer."""
     per_class: dict[int, list[int]] = {e.label: [] for e in entries}
     to_split = {e.source_label: e.label for e in entries}
     for i in pool:
@@ -215,14 +226,12 @@ def check_disjoint(plan: SplitPlan, train: list[SplitFile], evals: list[SplitFil
                              f"{sorted(norm)[:10] or sorted(ids)[:10]}")
 
 
-def warn_short(plan: SplitPlan, m: Manifest, pool: list[int], entries: list[ClassEntry], shots: int) -> None:
+def warn_short(plan: SplitPlan, where: str, entries: list[ClassEntry], labels: list[int], shots: int) -> None:
+    """Warn, naming them, about base classes with fewer than `shots` training videos (all of theirs are used)."""
     counts = {e.label: 0 for e in entries}
-    to_split = {e.source_label: e.label for e in entries}
-    for i in pool:
-        counts[to_split[m.col["label"][i]]] += 1
+    for lb in labels:
+        counts[lb] += 1
     short = [(entries[lb].class_name, c) for lb, c in counts.items() if c < shots]
     if short:
-        plan.warn(f"{plan.folder}: {len(short)} base class(es) have fewer than {shots} training videos; "
+        plan.warn(f"{where}: {len(short)} base class(es) have fewer than {shots} training videos; "
                   f"all of their videos are used: " + ", ".join(f"{n!r} ({c})" for n, c in short))
-
-

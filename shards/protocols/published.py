@@ -127,15 +127,15 @@ def published_classes(plan: SplitPlan, m: Manifest, labels: list[tuple[int, str]
             unknown.append(name)
         entries.append(ClassEntry(lbl, name, prompts.get(src, name), src))
     if unknown:
-        plan.warn(f"{where}: {len(unknown)} class(es) match no class of the {m.dataset} manifest (their rows get "
-                  f"source_label from the samples): {unknown[:10]}")
+        plan.warn(f"{where}: {len(unknown)} class(es) match no class of the {m.dataset} manifest, so their rows "
+                  f"are not checked against the manifest's labels: {unknown[:10]}")
     return entries
 
 
 def import_list(plan: SplitPlan, m: Manifest, matcher: Matcher, path: str, name: str, classes_name: str,
                 classes: list[ClassEntry]) -> SplitFile:
     """Match one published list to manifest rows; report unmatched rows, duplicates and label disagreements."""
-    rows, labels, unmatched, conflicts, dups, seen = [], [], [], [], [], set()
+    rows, labels, unmatched, unlabelled, conflicts, dups, seen = [], [], [], [], [], [], set()
     entries = parse_list(read_text(path), path)
     for lineno, file, label in entries:
         if not 0 <= label < len(classes):
@@ -149,22 +149,28 @@ def import_list(plan: SplitPlan, m: Manifest, matcher: Matcher, path: str, name:
             continue
         seen.add(i)
         src = m.col["label"][i]
-        if src is not None and src >= 0 and classes[label].source_label >= 0 and src != classes[label].source_label:
+        if src is None or src < 0:
+            unlabelled.append(file)
+        elif classes[label].source_label >= 0 and src != classes[label].source_label:
             conflicts.append(f"{file}: list says {classes[label].class_name!r}, manifest says {m.class_name.get(src)!r}")
-        rows.append(i)
-        labels.append(label)
+        else:
+            rows.append(i)
+            labels.append(label)
     plan.notes.append(f"{name}: {len(rows)} of {len(entries)} rows of {path} matched")
     if not rows and entries:
-        raise SplitError(f"{path}: none of its {len(entries)} rows matches a sample of {m.url} "
-                         f"(e.g. {unmatched[:3]}): is it the right dataset?")
+        raise SplitError(f"{path}: none of its {len(entries)} rows matches a labelled sample of {m.url} "
+                         f"(e.g. {(unmatched + unlabelled)[:3]}): is it the right dataset?")
     if unmatched:
         plan.warn(f"{name}: {len(unmatched)} of {len(entries)} rows of {path} match no manifest sample (missing or "
                   f"rejected videos), e.g. {unmatched[:EXAMPLES]}")
+    if unlabelled:   # the pipeline labels each clip from the label stored in its shard, so it needs one
+        plan.warn(f"{name}: {len(unlabelled)} rows of {path} are samples the shard store holds unlabeled (a test "
+                  f"split) and are left out, e.g. {unlabelled[:EXAMPLES]}")
     if dups:
         plan.warn(f"{name}: {len(dups)} duplicate rows in {path} kept once, e.g. {dups[:EXAMPLES]}")
     if conflicts:
-        plan.warn(f"{name}: {len(conflicts)} rows of {path} disagree with the manifest's class; the list's label is "
-                  f"kept: " + "; ".join(conflicts[:EXAMPLES]))
+        plan.warn(f"{name}: {len(conflicts)} rows of {path} disagree with the manifest's class and are left out: "
+                  + "; ".join(conflicts[:EXAMPLES]))
     return SplitFile(name, classes_name, classes, m, rows, labels)
 
 
@@ -181,7 +187,7 @@ def _format(tree: Tree, fmt: str, vifi_probe: str, froster_probe: str) -> str:
 
 
 def import_base2novel(plan: SplitPlan, m: Manifest, root: str, fmt: str, prompts: dict[int, str],
-                      num_train_sets: int) -> None:
+                      num_train_sets: int, shots: int) -> None:
     ds, tree, matcher = m.dataset, Tree(root), Matcher(m)
     vdir, vlabels = VIFI_B2N[ds]
     fdir = FROSTER_B2N[ds]
@@ -201,7 +207,17 @@ def import_base2novel(plan: SplitPlan, m: Manifest, root: str, fmt: str, prompts
     novel = published_classes(plan, m, parse_label_list(read_text(novel_csv), novel_csv, header=header), novel_csv,
                               prompts)
     for n, path in enumerate(train, 1):
-        plan.files.append(import_list(plan, m, matcher, path, f"train_s{n}", "classes_base", base))
+        f = import_list(plan, m, matcher, path, f"train_s{n}", "classes_base", base)
+        counts = [(c.class_name, f.labels.count(c.label)) for c in base]
+        short = [(name, k) for name, k in counts if k < shots]
+        if short:   # videos of the list missing from this copy, or a list made for fewer shots
+            plan.warn(f"{plan.folder}/train_s{n}: {len(short)} base class(es) have fewer than {shots} videos from "
+                      f"{path}: " + ", ".join(f"{name!r} ({k})" for name, k in short))
+        most = max((k for _, k in counts), default=0)
+        if most > shots:
+            plan.warn(f"{plan.folder}/train_s{n}: {path} has up to {most} videos per class, more than --shots "
+                      f"{shots}; the published list is used as it is")
+        plan.files.append(f)
     plan.files.append(import_list(plan, m, matcher, eval_base, "eval_base", "classes_base", base))
     plan.files.append(import_list(plan, m, matcher, eval_novel, "eval_novel", "classes_novel", novel))
     check_disjoint(plan, plan.files[:num_train_sets], plan.files[num_train_sets:])
