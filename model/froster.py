@@ -230,7 +230,8 @@ class Froster(nn.Module):
             raise RuntimeError("this Froster was built with teacher=False (eval only); forward needs the teacher")
         if not self.class_texts:
             raise RuntimeError("call set_classes(class_texts) before forward")
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+        if labels.device.type == "cpu" and labels.numel() and (  # on GPUs: no host sync in the hot path
+                int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise ValueError(f"labels must lie in [0, {self.num_classes}), got {labels.min()}..{labels.max()}")
         template = self._pick_template() if template is None else template
         zt = self._student_class_text(template)                       # [C, D]

@@ -331,7 +331,8 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", clips_s=f"{clips_per_s:.1f}")
             log.step({"step": global_step, "epoch": epoch + 1, "loss": loss, "ce": ce, "distill_visual": dv,
-                      "distill_text": dt, "lr": lr, "clips_per_s": clips_per_s}, bar)
+                      "distill_text": dt, "lr": lr, "clips_per_s": clips_per_s,
+                      "decode_errors": int(loader.stats.get("decode_errors", 0))}, bar)
             if t.save_every_steps and global_step % t.save_every_steps == 0 and step + 1 < steps_per_epoch:
                 save_checkpoint(ckpt_dir / f"step_{global_step:08d}", accelerator, model, optimizer, scheduler,
                                 loader, epoch=epoch, step_in_epoch=step + 1, global_step=global_step, cfg=cfg,

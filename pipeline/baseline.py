@@ -68,10 +68,14 @@ class PyAVClips(Dataset):
         self.std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
 
     def __len__(self) -> int:
-        return len(self.table)
+        return len(self.table) * (1 if self.cfg.train else self.cfg.num_views)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item: int):
+        """Training: sample `item`. Test: (sample, view) = divmod(item, num_views), each decoded on its own as the
+        official test loader does."""
         cfg, t = self.cfg, self.table
+        V = 1 if cfg.train else cfg.num_views
+        i, view = divmod(item, V)
         entry = t.entries[i]
         mp4 = next(m for m in entry.members if m.ext == "mp4")
         data = read_member(t.shards[t.shard[i]], mp4.offset, mp4.size)
@@ -79,8 +83,9 @@ class PyAVClips(Dataset):
             n = c.streams.video[0].frames
         rng = np.random.default_rng([cfg.seed, self.epoch, i])
         p = draw_batch_params(rng, 1, cfg.num_frames, train=cfg.train, short_side_range=cfg.short_side_range,
-                              crop_size=cfg.crop_size, sampling=cfg.sampling, num_views=cfg.num_views)
-        idx = clip_indices(n, cfg.num_frames, cfg.sampling, cfg.frame_stride, p.r[0], cfg.train)
+                              crop_size=cfg.crop_size, sampling=cfg.sampling, num_views=V)
+        T = cfg.num_frames
+        idx = clip_indices(n, T, cfg.sampling, cfg.frame_stride, p.r[0, view * T:(view + 1) * T], cfg.train)
         clip = torch.from_numpy(decode_clip(data, idx)).permute(0, 3, 1, 2).float()   # T x 3 x H x W
         h, w = clip.shape[-2:]
         s = float(p.short[0]) / min(h, w)

@@ -28,6 +28,7 @@ class GraphSpec:
     batch_size: int = 8
     num_frames: int = 8
     sampling: str = "dense"             # "dense" | "segment"
+    num_views: int = 1                  # clips per sample, decoded in one pass (test mode's temporal views)
     frame_stride: int = 16
     train: bool = True
     crop_size: int = 224
@@ -46,16 +47,15 @@ def _scalar(x):
 
 
 def frame_indices(nfr, r, spec: GraphSpec):
-    """In-graph twin of `sampling.clip_indices`: int32 [T] frame indices per sample."""
-    T = spec.num_frames
-    ar = types.Constant(np.arange(T, dtype=np.float32))
+    """In-graph twin of `sampling.clip_indices`, for all views of a sample at once: int32 [V*T] per sample."""
+    T, V = spec.num_frames, spec.num_views
+    slot = types.Constant(np.tile(np.arange(T, dtype=np.float32), V))
     if spec.sampling == "dense":
         delta = dmath.max(nfr - window_length(T, spec.frame_stride), 0)
         span = delta + 1 if spec.train else delta
-        start = fn.cast(dmath.floor(r[0] * span), dtype=types.INT32)
-        idx = start + fn.cast(ar * spec.frame_stride, dtype=types.INT32)
+        idx = fn.cast(dmath.floor(r * span), dtype=types.INT32) + fn.cast(slot * spec.frame_stride, dtype=types.INT32)
     elif spec.sampling == "segment":
-        idx = fn.cast(dmath.floor((ar + r) * nfr / T), dtype=types.INT32)
+        idx = fn.cast(dmath.floor((slot + r) * nfr / T), dtype=types.INT32)
     else:
         raise ValueError(f"sampling must be 'dense' or 'segment', got {spec.sampling!r}")
     return dmath.max(dmath.min(idx, dmath.max(nfr - 1, 0)), 0)
@@ -73,12 +73,41 @@ def _crop_resize(frames, short, crop_x, crop_y, crop: int):
                      roi_relative=False, interp_type=types.INTERP_LINEAR, antialias=False)
 
 
+def define_graph(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[str], source: Callable):
+    """The graph's nodes (call inside a pipeline context): clips, split labels, frame indices.
+
+    `source(batch_info)` returns the batch's (r, crop_x, crop_y, flip, short) arrays.
+    """
+    keys = sorted(spec.label_map)
+    video, lbl, nfr = fn.readers.webdataset(
+        paths=list(paths), index_paths=list(index_paths), ext=["mp4", "lbl", "nfr"],
+        dtypes=[types.UINT8, types.INT32, types.INT32], missing_component_behavior="error",
+        random_shuffle=False, name="reader")
+    r, crop_x, crop_y, coin, short = fn.external_source(
+        source=source, num_outputs=5, batch=True, batch_info=True,
+        dtype=[types.FLOAT, types.FLOAT, types.FLOAT, types.INT32, types.FLOAT])
+    nfr, src_label = _scalar(nfr), _scalar(lbl)
+    idx = frame_indices(nfr, r, spec)
+    frames = fn.decoders.video(video, device="mixed" if spec.device == "gpu" else "cpu", frames=idx, pad_mode="edge")
+    frames = _crop_resize(frames, short, crop_x, crop_y, spec.crop_size)
+    if spec.no_flip:
+        allowed = fn.lookup_table(src_label, keys=list(spec.no_flip), values=[0] * len(spec.no_flip),
+                                  default_value=1, dtype=types.INT32)
+        coin = coin * allowed
+    clips = fn.crop_mirror_normalize(
+        frames, mirror=coin, mean=[m * 255 for m in CLIP_MEAN], std=[s * 255 for s in CLIP_STD],
+        output_layout="FCHW", dtype=_DALI_DTYPES[spec.dtype])
+    labels = fn.lookup_table(src_label, keys=keys or [0], values=[spec.label_map[k] for k in keys] or [-1],
+                             default_value=-1, dtype=types.INT64)
+    return clips, labels, idx
+
+
 def build_pipeline(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[str],
                    params: Callable[[int], BatchParams]):
     """A built DALI pipeline over `paths` (tar files or s3:// URLs) read in the exact order of `index_paths`.
 
-    `params(i)` returns the random draws of the pipeline's i-th batch. Outputs: clips (B, T, 3, H, W),
-    split labels (int64), frame indices (int32, B x T).
+    `params(i)` returns the random draws of the pipeline's i-th batch. Outputs per sample: clips (V*T, 3, H, W),
+    split label (int64), frame indices (int32, V*T); V = spec.num_views clips share one decoding pass.
     """
     if spec.device not in ("cpu", "gpu"):
         raise ValueError(f"device must be 'cpu' or 'gpu', got {spec.device!r}")
@@ -89,34 +118,11 @@ def build_pipeline(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[
         p = params(info.iteration)
         return p.r, p.crop_x, p.crop_y, p.flip, p.short
 
-    keys = sorted(spec.label_map)
-
     @pipeline_def(batch_size=spec.batch_size, num_threads=spec.num_threads,
                   device_id=spec.device_id if spec.device == "gpu" else None,
                   prefetch_queue_depth=spec.prefetch, seed=spec.seed)
     def graph():
-        video, lbl, nfr = fn.readers.webdataset(
-            paths=list(paths), index_paths=list(index_paths), ext=["mp4", "lbl", "nfr"],
-            dtypes=[types.UINT8, types.INT32, types.INT32], missing_component_behavior="error",
-            random_shuffle=False, name="reader")
-        r, crop_x, crop_y, coin, short = fn.external_source(
-            source=source, num_outputs=5, batch=True, batch_info=True,
-            dtype=[types.FLOAT, types.FLOAT, types.FLOAT, types.INT32, types.FLOAT])
-        nfr, src_label = _scalar(nfr), _scalar(lbl)
-        idx = frame_indices(nfr, r, spec)
-        frames = fn.decoders.video(video, device="mixed" if spec.device == "gpu" else "cpu",
-                                   frames=idx, pad_mode="edge")
-        frames = _crop_resize(frames, short, crop_x, crop_y, spec.crop_size)
-        if spec.no_flip:
-            allowed = fn.lookup_table(src_label, keys=list(spec.no_flip), values=[0] * len(spec.no_flip),
-                                      default_value=1, dtype=types.INT32)
-            coin = coin * allowed
-        clips = fn.crop_mirror_normalize(
-            frames, mirror=coin, mean=[m * 255 for m in CLIP_MEAN], std=[s * 255 for s in CLIP_STD],
-            output_layout="FCHW", dtype=_DALI_DTYPES[spec.dtype])
-        labels = fn.lookup_table(src_label, keys=keys or [0], values=[spec.label_map[k] for k in keys] or [-1],
-                                 default_value=-1, dtype=types.INT64)
-        return clips, labels, idx
+        return define_graph(spec, paths, index_paths, source)
 
     pipe = graph()
     pipe.build()

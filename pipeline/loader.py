@@ -47,6 +47,8 @@ class LoaderConfig:
     num_threads: int = 2
     prefetch: int = 2
     force_flip: bool = False       # flip left/right classes too (what the official code does; changes labels)
+    shuffle: str = "sample"        # training order: "sample" (a global permutation) | "shard" (shard order, then
+                                   # samples within each shard: one index file per shard, for huge splits on S3)
     cache_dir: str | None = None   # where index files go; default: a temporary folder removed on close()
     shards: str | None = None      # manifest mode: only shards whose file name matches this glob
     manifest_split: str | None = None  # manifest mode: only rows whose manifest `split` is this
@@ -64,11 +66,16 @@ class Batch:
 
 @dataclass
 class Plan:
-    """One rank's rows for one epoch."""
+    """One rank's slots for one epoch; a slot is one sample read and decoded once, giving `views` rows."""
 
-    sample: np.ndarray   # int [R]: row -> sample index
-    view: np.ndarray     # int [R]
-    valid: np.ndarray    # bool [R]
+    sample: np.ndarray   # int [N]: slot -> sample index
+    valid: np.ndarray    # bool [N]: False for padding slots
+    views: int = 1
+
+    def rows(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sample, view, valid) of the rows of slots lo..hi, each slot's views in order."""
+        V = self.views
+        return (np.repeat(self.sample[lo:hi], V), np.tile(np.arange(V), hi - lo), np.repeat(self.valid[lo:hi], V))
 
 
 def dist_info() -> tuple[int, int]:
@@ -98,16 +105,18 @@ class VideoLoader:
         self._own_cache = cfg.cache_dir is None
         self.cache_dir = tempfile.mkdtemp(prefix="frostline-idx-") if self._own_cache else cfg.cache_dir
         os.makedirs(self.cache_dir, exist_ok=True)
-        n = len(table)
-        B, W = cfg.batch_size, world_size
+        n, W = len(table), world_size
+        self.views = 1 if cfg.train else cfg.num_views
+        # test mode decodes all views of a sample in one pass: batch_size rows = batch_size // views samples
+        self.slots = cfg.batch_size if cfg.train else max(1, cfg.batch_size // self.views)
+        self.rows_per_batch = self.slots * self.views
         if cfg.train:
-            self._batches = max(1, n // (B * W))
-            self.num_samples = self._batches * B
+            self._batches = max(1, n // (self.slots * W))
+            self.num_samples = self._batches * self.slots
         else:
             lo, hi = self._test_block(rank)
             self.num_samples = hi - lo
-            most = -(-n // W)
-            self._batches = max(1, -(-most * cfg.num_views // B))
+            self._batches = max(1, -(-(-(-n // W)) // self.slots))
 
     # -- the public interface --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -169,46 +178,46 @@ class VideoLoader:
         return rank * n // W, (rank + 1) * n // W
 
     def plan(self, epoch: int) -> Plan:
-        """This rank's rows for `epoch`, with samples found bad replaced (the row count never changes)."""
+        """This rank's slots for `epoch`, with samples found bad replaced (the slot count never changes)."""
         cfg, n = self.cfg, len(self.table)
-        rows = self._batches * cfg.batch_size
+        slots = self._batches * self.slots
         if cfg.train:
-            perm = np.random.default_rng([cfg.seed, epoch, 0xE90C]).permutation(n)
-            need = rows * self.world_size
-            order = np.resize(perm, need)          # wraps only when the split is smaller than one batch per rank
-            sample = order[self.rank * rows:(self.rank + 1) * rows]
-            view = np.zeros(rows, np.int64)
-            valid = np.ones(rows, bool)
+            rng = np.random.default_rng([cfg.seed, epoch, 0xE90C])
+            if cfg.shuffle == "sample":
+                perm = rng.permutation(n)
+            elif cfg.shuffle == "shard":
+                shard_rank = np.argsort(rng.permutation(len(self.table.shards)))
+                perm = np.lexsort((rng.random(n), shard_rank[self.table.shard]))
+            else:
+                raise ValueError(f"shuffle must be 'sample' or 'shard', got {cfg.shuffle!r}")
+            order = np.resize(perm, slots * self.world_size)   # wraps only when the split is smaller than a batch per rank
+            sample = order[self.rank * slots:(self.rank + 1) * slots]
+            valid = np.ones(slots, bool)
         else:
             lo, hi = self._test_block(self.rank)
-            V = cfg.num_views
-            sample = np.repeat(np.arange(lo, hi), V)
-            view = np.tile(np.arange(V), hi - lo)
-            valid = np.ones(len(sample), bool)
-            pad = rows - len(sample)
-            sample = np.concatenate([sample, np.full(pad, lo if hi > lo else 0)])
-            view = np.concatenate([view, np.zeros(pad, np.int64)])
-            valid = np.concatenate([valid, np.zeros(pad, bool)])
+            pad = slots - (hi - lo)
+            sample = np.concatenate([np.arange(lo, hi), np.full(pad, lo if hi > lo else 0)])
+            valid = np.arange(slots) < hi - lo
         if self._bad:
             sample, valid = sample.copy(), valid.copy()
             good = np.setdiff1d(np.arange(n), np.fromiter(self._bad, int))
             if len(good) == 0:
                 raise RuntimeError(f"every sample of the split failed to decode: {self.stats['skipped_keys'][:5]}")
             bad = np.isin(sample, list(self._bad))
-            # training: a stand-in drawn from the good samples keeps the batch full; test: a padding row
+            # training: a stand-in drawn from the good samples keeps the batch full; test: a padding slot
             pick = np.random.default_rng([cfg.seed, epoch, self.rank, 0xBAD]).integers(0, len(good), bad.sum())
             sample[bad] = good[pick]
             if not cfg.train:
                 valid[bad] = False
-        return Plan(sample=sample, view=view, valid=valid)
+        return Plan(sample=sample, valid=valid, views=self.views)
 
-    def _write_index(self, plan: Plan, start_row: int, tag: str) -> tuple[list[str], list[str]]:
-        """Index files for rows[start_row:], one per run of consecutive rows from the same shard."""
+    def _write_index(self, plan: Plan, start: int, tag: str) -> tuple[list[str], list[str]]:
+        """Index files for slots[start:], one per run of consecutive slots from the same shard."""
         folder = os.path.join(self.cache_dir, tag)
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder)
         t = self.table
-        rows = plan.sample[start_row:]
+        rows = plan.sample[start:]
         shard = t.shard[rows]
         cuts = np.flatnonzero(np.diff(shard)) + 1
         paths, index_paths = [], []
@@ -227,46 +236,40 @@ class VideoLoader:
         device_id = None
         if cfg.device == "gpu":
             device_id = torch.cuda.current_device()
-        return GraphSpec(device=cfg.device, batch_size=batch_size or cfg.batch_size, num_frames=cfg.num_frames,
-                         sampling=cfg.sampling, frame_stride=cfg.frame_stride, train=cfg.train,
+        return GraphSpec(device=cfg.device, batch_size=batch_size or self.slots, num_frames=cfg.num_frames,
+                         sampling=cfg.sampling, num_views=self.views, frame_stride=cfg.frame_stride, train=cfg.train,
                          crop_size=cfg.crop_size, dtype=cfg.dtype, label_map=self._label_map,
                          no_flip=self._no_flip, num_threads=cfg.num_threads, prefetch=cfg.prefetch,
                          seed=(cfg.seed * 1_000_003 + epoch * 1009 + self.rank * 7 + start) % (2**31),
                          device_id=device_id)
 
-    def batch_params(self, plan: Plan, epoch: int, b: int) -> BatchParams:
+    def batch_params(self, epoch: int, b: int) -> BatchParams:
         """The random draws of batch `b` of `epoch` on this rank: a function of (seed, epoch, rank, b) only."""
-        cfg, B = self.cfg, self.cfg.batch_size
-        rows = slice(b * B, (b + 1) * B)
-        views = plan.view[rows]
-        if len(views) < B:                      # DALI may prefetch past the end; those batches are never used
-            views = np.zeros(B, np.int64)
-        p = draw_batch_params(batch_rng(cfg.seed, epoch, self.rank, b), B, cfg.num_frames, train=cfg.train,
-                              short_side_range=cfg.short_side_range, crop_size=cfg.crop_size, views=views,
-                              num_views=cfg.num_views, sampling=cfg.sampling)
+        cfg = self.cfg
+        p = draw_batch_params(batch_rng(cfg.seed, epoch, self.rank, b), self.slots, cfg.num_frames, train=cfg.train,
+                              short_side_range=cfg.short_side_range, crop_size=cfg.crop_size,
+                              num_views=self.views, sampling=cfg.sampling)
         if not cfg.flip:
             p.flip[:] = 0
         return p
 
     def _pipeline(self, plan: Plan, epoch: int, start: int):
-        B = self.cfg.batch_size
-        paths, index_paths = self._write_index(plan, start * B, f"rank{self.rank}")
+        paths, index_paths = self._write_index(plan, start * self.slots, f"rank{self.rank}")
         if start:
             self.stats["rebuilds"] += 1
         return build_pipeline(self._spec(epoch, start), paths, index_paths,
-                              lambda i: self.batch_params(plan, epoch, start + i))
+                              lambda i: self.batch_params(epoch, start + i))
 
     # -- bad samples -----------------------------------------------------------------------------------
     def _find_bad(self, plan: Plan, epoch: int, b: int, err: Exception) -> None:
         """Decode the samples of batches b .. b+prefetch one at a time to find which failed; mark them bad."""
-        B = self.cfg.batch_size
-        hi = min(len(plan.sample), (b + self.cfg.prefetch + 1) * B)
+        S = self.slots
         found = []
-        for row in range(b * B, hi):
-            s = int(plan.sample[row])
+        for slot in range(b * S, min(len(plan.sample), (b + self.cfg.prefetch + 1) * S)):
+            s = int(plan.sample[slot])
             if s in self._bad or s in found:
                 continue
-            reason = self._probe(plan, epoch, row)
+            reason = self._probe(plan, epoch, slot)
             if reason is not None:
                 found.append(s)
                 self._bad[s] = reason
@@ -280,14 +283,14 @@ class VideoLoader:
             raise RuntimeError(f"the video pipeline failed at batch {b} of epoch {epoch} and no single sample "
                                f"is to blame: {err}") from err
 
-    def _probe(self, plan: Plan, epoch: int, row: int) -> str | None:
-        """Run the graph on one row alone; the error text, or None when it decodes."""
-        one = Plan(sample=plan.sample[row:row + 1], view=plan.view[row:row + 1], valid=plan.valid[row:row + 1])
+    def _probe(self, plan: Plan, epoch: int, slot: int) -> str | None:
+        """Run the graph on one slot alone; the error text, or None when it decodes."""
+        one = Plan(sample=plan.sample[slot:slot + 1], valid=plan.valid[slot:slot + 1], views=plan.views)
         paths, index_paths = self._write_index(one, 0, f"probe{self.rank}")
         spec = self._spec(epoch, 0, batch_size=1)
         spec.prefetch = 1
-        params = self.batch_params(plan, epoch, row // self.cfg.batch_size)
-        k = row % self.cfg.batch_size
+        params = self.batch_params(epoch, slot // self.slots)
+        k = slot % self.slots
         one_params = BatchParams(**{f: getattr(params, f)[k:k + 1] for f in params.__dataclass_fields__})
         try:
             pipe = build_pipeline(spec, paths, index_paths, lambda i: one_params)
@@ -299,16 +302,16 @@ class VideoLoader:
 
     # -- output ----------------------------------------------------------------------------------------
     def _to_batch(self, plan: Plan, b: int, clips, labels, frames) -> Batch:
-        cfg, B = self.cfg, self.cfg.batch_size
-        rows = slice(b * B, (b + 1) * B)
-        out = _to_torch(clips, cfg.device)
+        cfg, S, V, T = self.cfg, self.slots, self.views, self.cfg.num_frames
+        sample, view, valid = plan.rows(b * S, (b + 1) * S)
+        out = _to_torch(clips, cfg.device)                       # S x V*T x 3 x H x W
+        out = out.reshape(S * V, T, *out.shape[2:])
         if cfg.dtype == "bf16":
             out = out.to(torch.bfloat16)
-        keys = [self.table.keys[s] for s in plan.sample[rows]]
-        return Batch(clips=out, labels=_to_torch(labels, "cpu").to(out.device),
-                     keys=keys, views=None if cfg.train else torch.from_numpy(plan.view[rows].astype(np.int64)),
-                     valid=torch.from_numpy(plan.valid[rows].copy()),
-                     frames=_to_torch(frames, "cpu"))
+        return Batch(clips=out, labels=_to_torch(labels, "cpu").repeat_interleave(V).to(out.device),
+                     keys=[self.table.keys[s] for s in sample],
+                     views=None if cfg.train else torch.from_numpy(view.astype(np.int64)),
+                     valid=torch.from_numpy(valid), frames=_to_torch(frames, "cpu").reshape(S * V, T))
 
 
 def _to_torch(tl, device: str) -> torch.Tensor:

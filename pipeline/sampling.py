@@ -69,43 +69,49 @@ def view_position(view: np.ndarray, num_views: int, sampling: str) -> np.ndarray
 
 @dataclass
 class BatchParams:
-    """Per-row random draws of one batch; the graph reads them through one batched external source."""
+    """Per-sample random draws of one batch; the graph reads them through one batched external source."""
 
-    r: np.ndarray        # float32 [B, T]: temporal placement (see module docstring)
-    crop_x: np.ndarray   # float32 [B] in [0, 1]: horizontal crop anchor (0.5 = centre)
-    crop_y: np.ndarray   # float32 [B] in [0, 1]
-    flip: np.ndarray     # int32 [B] in {0, 1}: coin, before the per-class flip mask
-    short: np.ndarray    # float32 [B]: target short side in pixels
+    r: np.ndarray        # float32 [S, V*T]: temporal placement of each frame slot (view v: [v*T:(v+1)*T])
+    crop_x: np.ndarray   # float32 [S] in [0, 1]: horizontal crop anchor (0.5 = centre)
+    crop_y: np.ndarray   # float32 [S] in [0, 1]
+    flip: np.ndarray     # int32 [S] in {0, 1}: coin, before the per-class flip mask
+    short: np.ndarray    # float32 [S]: target short side in pixels
 
 
 def batch_rng(seed: int, epoch: int, rank: int, batch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, rank, batch, 0x5EED])
 
 
-def draw_batch_params(rng: np.random.Generator | None, rows: int, num_frames: int, *, train: bool,
-                      short_side_range: tuple[int, int], crop_size: int, views: np.ndarray | None = None,
-                      num_views: int = 1, sampling: str = "dense") -> BatchParams:
-    """Training: random window/segment offsets, short side uniform in the closed range, crop anchors in
-    [0, 1], flip coin p = 0.5. Test: view positions, short side = crop_size, centre crop, no flip."""
+def draw_batch_params(rng: np.random.Generator | None, samples: int, num_frames: int, *, train: bool,
+                      short_side_range: tuple[int, int], crop_size: int, num_views: int = 1,
+                      sampling: str = "dense") -> BatchParams:
+    """Training (one clip per sample): a random window start (dense; one value for the clip) or one random offset
+    per segment, short side uniform in the closed range, crop anchors in [0, 1], flip coin p = 0.5.
+    Test: all `num_views` views of a sample at once (they are decoded in one pass), short side = crop_size,
+    centre crop, no flip."""
+    T = num_frames
     if train:
         lo, hi = short_side_range
         if not (crop_size <= lo <= hi):
             raise ValueError(f"short_side_range {short_side_range} must satisfy crop_size ({crop_size}) <= lo <= hi")
+        if sampling == "dense":
+            r = np.repeat(rng.random((samples, 1), dtype=np.float32), T, axis=1)
+        else:
+            r = rng.random((samples, T), dtype=np.float32)
         return BatchParams(
-            r=rng.random((rows, num_frames), dtype=np.float32),
-            crop_x=rng.random(rows, dtype=np.float32),
-            crop_y=rng.random(rows, dtype=np.float32),
-            flip=(rng.random(rows) < 0.5).astype(np.int32),
-            short=rng.integers(lo, hi + 1, rows).astype(np.float32),
+            r=r,
+            crop_x=rng.random(samples, dtype=np.float32),
+            crop_y=rng.random(samples, dtype=np.float32),
+            flip=(rng.random(samples) < 0.5).astype(np.int32),
+            short=rng.integers(lo, hi + 1, samples).astype(np.float32),
         )
-    views = np.zeros(rows, np.int64) if views is None else np.asarray(views)
-    pos = view_position(views, num_views, sampling)
+    pos = np.repeat(view_position(np.arange(num_views), num_views, sampling), T)
     return BatchParams(
-        r=np.repeat(pos[:, None], num_frames, axis=1).astype(np.float32),
-        crop_x=np.full(rows, 0.5, np.float32),
-        crop_y=np.full(rows, 0.5, np.float32),
-        flip=np.zeros(rows, np.int32),
-        short=np.full(rows, float(crop_size), np.float32),
+        r=np.tile(pos[None].astype(np.float32), (samples, 1)),
+        crop_x=np.full(samples, 0.5, np.float32),
+        crop_y=np.full(samples, 0.5, np.float32),
+        flip=np.zeros(samples, np.int32),
+        short=np.full(samples, float(crop_size), np.float32),
     )
 
 

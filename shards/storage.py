@@ -6,8 +6,10 @@ under a temporary name and renamed; an S3 object only becomes visible when its u
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
+import tempfile
 import uuid
 
 import fsspec
@@ -81,14 +83,20 @@ class Store:
             f.write(data)
         self.commit_local(tmp, rel)
 
-    def local_tmp(self, rel: str) -> str:
-        """A local scratch file for building `rel`; for a local store it is on the same filesystem."""
-        if self.remote:
-            import tempfile
+    def scratch_folder(self) -> str:
+        """Where files are built before their commit: inside a local store (same filesystem, so a rename
+        commits), or in the system temp folder for S3, one folder per store URL and part."""
+        if not self.remote:
+            return os.path.join(self.root, self.tmp_name)
+        tag = hashlib.sha1(self.url.encode()).hexdigest()[:12]
+        return os.path.join(self._scratch_base(), tag, self.tmp_name)
 
-            folder = os.path.join(tempfile.gettempdir(), "frostline-upload")
-        else:
-            folder = os.path.join(self.root, self.tmp_name)
+    def _scratch_base(self) -> str:
+        return self.root if not self.remote else os.path.join(tempfile.gettempdir(), "frostline-upload")
+
+    def local_tmp(self, rel: str) -> str:
+        """A local scratch file for building `rel`."""
+        folder = self.scratch_folder()
         os.makedirs(folder, exist_ok=True)
         return os.path.join(folder, f"{posixpath.basename(rel)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
 
@@ -105,16 +113,17 @@ class Store:
             os.replace(local_file, dest)
 
     def clean_tmp(self) -> None:
-        """Drop scratch files a killed run left behind (local stores only; S3 never shows partial objects)."""
-        if not self.remote:
-            folder = os.path.join(self.root, self.tmp_name)
-            if os.path.isdir(folder):
-                for name in os.listdir(folder):
-                    os.remove(os.path.join(folder, name))
-                os.rmdir(folder)
-            parent = os.path.dirname(folder)
-            if parent != self.root and os.path.isdir(parent) and not os.listdir(parent):
-                try:
-                    os.rmdir(parent)
-                except OSError:  # another part just put its scratch folder there
-                    pass
+        """Drop the scratch files a killed run left behind (S3 itself never shows partial objects)."""
+        folder = self.scratch_folder()
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                os.remove(os.path.join(folder, name))
+            os.rmdir(folder)
+        top = self._scratch_base()
+        parent = os.path.dirname(folder)
+        while parent.startswith(top) and parent != top and os.path.isdir(parent):
+            try:
+                os.rmdir(parent)    # only succeeds when empty: other parts' scratch folders stay
+            except OSError:
+                break
+            parent = os.path.dirname(parent)

@@ -164,6 +164,26 @@ def write_video(path: str, frames: np.ndarray, fps: int = 30, codec: str | None 
                 out.mux(p)
 
 
+def write_audio_only(path: str, seconds: float = 1.0) -> None:
+    """A valid file with a sound track and no picture (container from the extension)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    ext = os.path.splitext(path)[1].lower()
+    with av.open(path, "w") as out:
+        stream = out.add_stream({".webm": "libopus", ".avi": "mp2"}.get(ext, "aac"), rate=48000)
+        ctx = stream.codec_context
+        chunk = ctx.frame_size or 1024
+        for start in range(0, int(48000 * seconds), chunk):
+            silence = np.zeros((ctx.layout.nb_channels, chunk) if ctx.format.is_planar
+                               else (1, chunk * ctx.layout.nb_channels), np.int16)
+            frame = av.AudioFrame.from_ndarray(silence, format="s16p" if ctx.format.is_planar else "s16",
+                                               layout=ctx.layout.name)
+            frame.sample_rate, frame.pts = 48000, start
+            for p in stream.encode(frame):
+                out.mux(p)
+        for p in stream.encode():
+            out.mux(p)
+
+
 def write_broken(path: str, seed: int = 0) -> None:
     """A file that starts like nothing FFmpeg knows: an unreadable container."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -203,8 +223,8 @@ def make_ucf101(root: str, *, num_classes: int = 4, groups: int = 4, clips: int 
     """UCF101 layout: `UCF-101/<Class>/v_<Class>_gXX_cYY.avi` and `ucfTrainTestlist/` (CRLF, 1-based ids).
 
     Groups follow the official scheme: split k tests on the groups g with (g-1) % 4 == k-1, so groups
-    4, 8, ... are always train. With quirks, class 2 is `HandstandPushups` whose files are spelled
-    `v_HandStandPushups_*`, and the first classes' videos include the bad and odd files.
+    4, 8, ... are always train. With quirks, the second class is `HandstandPushups` whose files are
+    spelled `v_HandStandPushups_*`, and the first videos carry the quirks listed in `_quirk`.
     """
     classes = learnable_classes(num_classes, seed) if learnable else _pick(UCF_NAMES, num_classes)
     if quirks and not learnable and "HandstandPushups" not in classes:
@@ -246,7 +266,8 @@ def _pick(names: list[str], n: int) -> list[str]:
 
 
 def _quirk(syn: Synthetic, n: int, vid: str) -> tuple[str | None, dict]:
-    """The n-th video's quirk: a reject kind (broken/empty/missing) or changes to how it is rendered."""
+    """The n-th video's quirk, recorded in `syn`: 1 broken, 2 zero bytes, 3 listed but missing, 4 portrait,
+    5 shorter than 8 frames, 6 with an audio track, 7 decode error midway, 9 no video stream (audio only)."""
     kind = {1: "broken", 2: "empty", 3: "missing"}.get(n)
     if kind:
         syn.rejects[vid] = "missing" if kind == "missing" else "unreadable container"
@@ -263,6 +284,9 @@ def _quirk(syn: Synthetic, n: int, vid: str) -> tuple[str | None, dict]:
     if n == 7:
         syn.rejects[vid] = "decode error at frame"
         return "corrupt", {}
+    if n == 9:
+        syn.rejects[vid] = "no video stream"
+        return "novideo", {}
     return None, {}
 
 
@@ -270,7 +294,9 @@ def _emit(path: str, kind: str | None, changes: dict, ci: int, cls: str, rng, wi
           seed: int) -> None:
     if kind == "missing":
         return
-    if kind == "broken":
+    if kind == "novideo":
+        write_audio_only(path, seconds=num_frames / fps)
+    elif kind == "broken":
         write_broken(path, seed)
     elif kind == "empty":
         write_empty(path)

@@ -216,6 +216,8 @@ def _transcode(container, opts: EncodeOptions) -> tuple[bytes, StreamInfo]:
             raise VideoError("decode error at frame 0: no frames decoded")
         last = Fraction(1) / Fraction(src_fps).limit_denominator(1001) if src_fps else step
         emit(prev, prev_t + last)
+        if stream is None:      # everything fell between two output slots (a blip at a very high rate)
+            emit(prev, step)
         for packet in stream.encode():
             out.mux(packet)
         out.close()

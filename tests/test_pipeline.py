@@ -160,10 +160,12 @@ def test_augmentation_parameter_ranges_and_determinism():
     assert np.array_equal(p.r, q.r) and np.array_equal(p.flip, q.flip)
     other = draw_batch_params(batch_rng(3, 2, 0, 5), 4000, 8, train=True, short_side_range=(224, 256), crop_size=224)
     assert not np.array_equal(p.r, other.r)
-    t = draw_batch_params(None, 6, 8, train=False, short_side_range=(224, 256), crop_size=224,
-                          views=np.array([0, 1, 2, 0, 1, 2]), num_views=3)
+    t = draw_batch_params(None, 6, 8, train=False, short_side_range=(224, 256), crop_size=224, num_views=3)
     assert (t.crop_x == 0.5).all() and (t.crop_y == 0.5).all() and (t.flip == 0).all() and (t.short == 224).all()
-    assert np.allclose(t.r[:3, 0], [0, 1 / 3, 2 / 3])
+    assert t.r.shape == (6, 24) and np.allclose(t.r[:, ::8], [0, 1 / 3, 2 / 3])   # all views of a sample at once
+    seg = draw_batch_params(batch_rng(0, 0, 0, 0), 5, 8, train=True, short_side_range=(224, 256), crop_size=224,
+                            sampling="segment")
+    assert len(np.unique(seg.r[0])) == 8 and (p.r == p.r[:, :1]).all()   # a dense window has one start per clip
     with pytest.raises(ValueError, match="short_side_range"):
         draw_batch_params(batch_rng(0, 0, 0, 0), 2, 8, train=True, short_side_range=(200, 256), crop_size=224)
 
@@ -182,10 +184,9 @@ def test_graph_frame_indices_match_sampling_rules(ucf, sampling):
     cfg = LoaderConfig(**SMALL, sampling=sampling, seed=7)
     loader = build_loader(ucf["train"], cfg)
     frames_of = {r["key"]: r["num_frames"] for r in _rows(ucf["train"])}
-    plan = loader.plan(0)
     n_batches = 0
     for b, batch in enumerate(loader):
-        params = loader.batch_params(plan, 0, b)
+        params = loader.batch_params(0, b)
         for i, key in enumerate(batch.keys):
             want = clip_indices(frames_of[key], 4, sampling, 4, params.r[i], train=True)
             assert batch.frames[i].tolist() == want.tolist(), key
@@ -212,19 +213,22 @@ def test_pixels_match_pyav_at_same_indices(ucf):
             if not np.array_equal(np.clip(idx + 9, 0, len(ref) - 1), idx):
                 assert np.abs(got[i] - other).mean() > diff.mean()    # the comparison can tell frames apart
             checked += 1
-    assert checked == len(loader) * cfg.batch_size
+    assert checked == len(loader) * loader.rows_per_batch == len(loader) * 3
 
 
 def test_test_mode_sees_every_sample_once_per_view(ucf):
-    cfg = LoaderConfig(**SMALL, train=False, num_views=3)
+    cfg = LoaderConfig(**{**SMALL, "batch_size": 6}, train=False, num_views=3)
     loader = build_loader(ucf["eval"], cfg)
     rows = _rows(ucf["eval"])
     label_of = {r["key"]: r["label"] for r in rows}
+    frames_of = {r["key"]: r["num_frames"] for r in rows}
     seen = []
     for batch in loader:
-        assert batch.clips.shape == (4, 4, 3, 32, 32) and batch.labels.dtype == torch.int64
-        for key, lb, v, ok in zip(batch.keys, batch.labels.tolist(), batch.views.tolist(), batch.valid.tolist()):
+        assert batch.clips.shape == (6, 4, 3, 32, 32) and batch.labels.dtype == torch.int64   # 2 samples x 3 views
+        for key, lb, v, ok, fr in zip(batch.keys, batch.labels.tolist(), batch.views.tolist(), batch.valid.tolist(),
+                                      batch.frames.tolist()):
             assert lb == label_of[key]
+            assert fr == clip_indices(frames_of[key], 4, "dense", 4, np.full(4, v / 3, np.float32), train=False).tolist()
             if ok:
                 seen.append((key, v))
     assert sorted(seen) == sorted((r["key"], v) for r in rows for v in range(3))
@@ -270,6 +274,14 @@ def test_epochs_reshuffle_and_resume_exactly_mid_epoch(ucf):
     b.set_epoch(0)
     epoch0 = [k for batch in b for k in batch.keys]
     assert epoch0 != [k for keys, _, _ in full for k in keys]          # a new order every epoch
+
+    by_shard = build_loader(ucf["store"], LoaderConfig(**{**SMALL, "batch_size": 2}, seed=3, shuffle="shard"))
+    orders = [[k for batch in by_shard for k in batch.keys] for _ in range(2)]
+    shard_of = dict(zip(by_shard.table.keys, by_shard.table.shard.tolist()))
+    for order in orders:                                                # each shard's samples come together
+        runs = [shard_of[k] for i, k in enumerate(order) if i == 0 or shard_of[k] != shard_of[order[i - 1]]]
+        assert len(runs) == len(set(runs)) and len(set(order)) == len(order)
+    assert orders[0] != orders[1]
 
     c = build_loader(ucf["store"], cfg)
     c.set_epoch(1)
@@ -462,3 +474,18 @@ def test_tools_show_batch_and_bench_loader(ucf, tmp_path):
     lines = r.stdout.strip().splitlines()
     assert any(line.startswith("dali pipeline") for line in lines) and any(line.startswith("pyav dataloader") for line in lines)
     assert lines[-1].startswith("ratio: ") and float(lines[-1].split()[1]) > 0
+
+
+def test_gpu_graph_is_wired_to_the_device_without_running_it():
+    """device="gpu" decodes with the `mixed` (NVDEC) backend and augments on the GPU. Defining the graph needs no
+    GPU; running it does, so this test only checks the wiring (nothing is built or run here)."""
+    import nvidia.dali as dali
+
+    from pipeline.graph import GraphSpec, define_graph
+
+    for device, where in (("gpu", "gpu"), ("cpu", "cpu")):
+        pipe = dali.Pipeline(batch_size=2, num_threads=1, device_id=0 if device == "gpu" else None)
+        with pipe:
+            clips, labels, idx = define_graph(GraphSpec(device=device, label_map={0: 0}), ["x.tar"], ["x.idx"],
+                                              lambda info: None)
+        assert (clips.device, labels.device, idx.device) == (where, "cpu", "cpu")

@@ -9,6 +9,7 @@ from shards.convert import convert_dataset, merge, parse_part, parse_size
 from shards.manifest import read_manifest, read_rejects
 from shards.storage import Store
 from shards.synthetic import make_hmdb51, make_kinetics, make_ssv2, make_ucf101
+from shards.transcode import probe
 from shards_checks import check_store, dali_frame_counts
 
 MAKERS = {"ucf101": make_ucf101, "hmdb51": make_hmdb51, "k400": make_kinetics, "ssv2": make_ssv2}
@@ -34,7 +35,9 @@ def test_contract(converted):
         assert by_vid[vid]["width"] < by_vid[vid]["height"]
     for vid in syn.short:
         assert by_vid[vid]["num_frames"] < 8
-    assert syn.audio <= set(by_vid)            # audio is dropped, the video is kept
+    assert syn.audio <= set(by_vid)            # audio is dropped (check_stream), the video is kept
+    for vid in syn.audio:
+        assert probe(os.path.join(syn.root, by_vid[vid]["source_path"]))["audio"] == 1
     shards = {r["shard"] for r in rows}
     expected = {"_work", "classes.parquet", "manifest.parquet", "rejects.parquet"} | shards | {
         s[:-4] + ".idx" for s in shards}

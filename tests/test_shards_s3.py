@@ -43,3 +43,4 @@ def test_convert_to_s3(s3_bucket, synthetic_ucf101, ucf101_shards, tmp_path):
     assert again.processed == 0 and again.samples == summary.samples
     assert merge(url)[0].equals(m)
     assert Store(url).list("_work")
+    assert not os.path.exists(Store(url, tmp_name="_tmp/part-1-of-1").scratch_folder())   # no upload leftovers

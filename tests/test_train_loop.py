@@ -167,8 +167,8 @@ def test_exact_resume_after_kill(data, tmp_path):
     out = tmp_path / "killed"
     cfg = write_config(tmp_path / "k.yaml", data, out, **extra)
     cmd = [sys.executable, "model/train.py", "--config", str(cfg), "--no-eval"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    err = open(tmp_path / "killed.stderr", "w")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     pointer = out / "checkpoints" / "latest.json"
     deadline = time.time() + 240
     while not pointer.exists() and proc.poll() is None and time.time() < deadline:
@@ -180,7 +180,9 @@ def test_exact_resume_after_kill(data, tmp_path):
     r = run(cmd[1:])
     assert f"resumed from {out / 'checkpoints'}" in r.stdout
 
+    err.close()
     a, b = records(ref), records(out)
+    assert not any(r["decode_errors"] for r in [*a.values(), *b.values()]), (tmp_path / "killed.stderr").read_text()
     assert sorted(b) == sorted(a) == list(range(1, 25))
     for s in a:
         assert b[s]["loss"] == a[s]["loss"], f"step {s}: {b[s]['loss']} != {a[s]['loss']} (resumed at {killed_at})"

@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--split", help="split Parquet file or shard store (folder / s3:// URL)")
     ap.add_argument("--synthetic", help="make VP9 shards of a generated dataset in this folder and use them")
     ap.add_argument("--codec", default="vp9", help="codec of --synthetic shards")
-    ap.add_argument("--videos", type=int, default=16)
+    ap.add_argument("--videos", type=int, default=48)
     ap.add_argument("--video-frames", type=int, default=150)
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     ap.add_argument("--batches", type=int, default=12)
@@ -76,6 +76,8 @@ def main() -> None:
     ap.add_argument("--sampling", choices=["dense", "segment"], default="dense")
     ap.add_argument("--crop-size", type=int, default=224)
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="DALI threads and DataLoader workers")
+    ap.add_argument("--test", action="store_true", help="test mode: --views temporal views, centre crop")
+    ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args()
     if not args.split and not args.synthetic:
@@ -85,7 +87,7 @@ def main() -> None:
     cfg = LoaderConfig(device=args.device, batch_size=args.batch_size, num_frames=args.num_frames,
                        frame_stride=args.frame_stride, sampling=args.sampling, crop_size=args.crop_size,
                        short_side_range=(args.crop_size, round(args.crop_size * 256 / 224)),
-                       num_threads=args.workers, train=True)
+                       num_threads=args.workers, train=not args.test, num_views=args.views)
 
     def pipeline_epochs(epoch):
         loader.set_epoch(epoch)
@@ -113,7 +115,8 @@ def main() -> None:
 
     T = args.num_frames
     print(f"split: {split}   clip: {T}x{args.crop_size}x{args.crop_size} ({args.sampling}, stride {args.frame_stride})"
-          f"   batch: {args.batch_size}   timed batches: {args.batches}   cores: {os.cpu_count()}")
+          f"   mode: {'test, %d views' % args.views if args.test else 'train'}   batch: {args.batch_size}"
+          f"   timed batches: {args.batches}   cores: {os.cpu_count()}")
     print(f"{'loader':<16} {'device':<6} {'workers':>7} {'clips':>6} {'seconds':>8} {'clips/s':>8} {'frames/s':>9}"
           f" {'cpu s/clip':>10}")
     for name, dev, w, clips, secs, cpu_s in results:
