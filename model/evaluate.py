@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # `python model/evaluate.py` runs this file as a 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from tqdm import tqdm
 
 from model.config import Config, ConfigError, load_config, split_paths
 
@@ -208,9 +209,9 @@ def build_eval_model(cfg: Config, weights: Path | None):
 
 
 def split_exists(url: str) -> bool:
+    """Whether an optional split file (cross-dataset ``eval_full``) is there, locally or on s3://."""
     from shards.storage import Store, is_remote
-    import posixpath
-    parent, name = (posixpath.split(url) if is_remote(url) else os.path.split(url))
+    parent, name = url.rsplit("/", 1) if is_remote(url) else os.path.split(url)
     return Store(parent).exists(name)
 
 
@@ -225,8 +226,8 @@ def evaluate_split(model, url: str, cfg: Config, accelerator, zero_shot: bool) -
                           rank=accelerator.process_index, world_size=accelerator.num_processes)
     model.set_classes(prompts.class_texts(loader.classes))
     sums = ViewSums()
-    bar = __import__("tqdm").tqdm(loader, desc=url.rsplit("/", 1)[-1], unit="batch", dynamic_ncols=True,
-                                  disable=not (cfg.train.progress and accelerator.is_main_process), leave=False)
+    bar = tqdm(loader, desc=url.rsplit("/", 1)[-1], unit="batch", dynamic_ncols=True, leave=False,
+               disable=not (cfg.train.progress and accelerator.is_main_process))
     for batch in bar:
         with accelerator.autocast():
             logits = model.predict(batch.clips.to(accelerator.device), zero_shot=zero_shot)

@@ -145,8 +145,19 @@ def save_checkpoint(path: Path, accelerator: Accelerator, model, optimizer, sche
 
 
 def _fsdp_optim_state(model, optimizer) -> dict:
-    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-    return FSDP.optim_state_dict(model, optimizer)
+    """The full (unsharded) optimiser state keyed by parameter name, gathered from the FSDP shards."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    return get_optimizer_state_dict(model, optimizer.optimizer,
+                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def _fsdp_load(model, optimizer, model_state: dict, optim_state: dict) -> None:
+    """Scatter a full model/optimiser state back into the FSDP shards (every rank holds the full state)."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                         set_optimizer_state_dict)
+    opts = StateDictOptions(full_state_dict=True, strict=False)
+    set_model_state_dict(model, model_state, options=opts)
+    set_optimizer_state_dict(model, optimizer.optimizer, optim_state_dict=optim_state, options=opts)
 
 
 def _prune(ckpt_dir: Path, keep: int) -> None:
@@ -179,14 +190,15 @@ def load_checkpoint(path: Path, accelerator: Accelerator, model, optimizer, sche
         raise RuntimeError(f"{path} was written by {state['num_processes']} processes, this run has "
                            f"{accelerator.num_processes}: exact resume needs the same number (data order per rank)")
     raw = accelerator.unwrap_model(model)
-    missing, unexpected = raw.load_state_dict(state["model"], strict=False)
-    if unexpected or any(not k.startswith("teacher.") for k in missing):
-        raise RuntimeError(f"{path}/state.pt does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    expected = {k for k in raw.state_dict() if not k.startswith("teacher.")}
+    if set(state["model"]) != expected:
+        diff = sorted(set(state["model"]) ^ expected)[:5]
+        raise RuntimeError(f"{path}/state.pt does not match the model ({cfg.model.clip}): e.g. {diff}")
     if cfg.train.distributed == "ddp":
+        raw.load_state_dict(state["model"], strict=False)  # the teacher is rebuilt from the pretrained CLIP
         optimizer.load_state_dict(state["optimizer"])
     else:
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-        optimizer.load_state_dict(FSDP.optim_state_dict_to_load(model, optimizer, state["optimizer"]))
+        _fsdp_load(model, optimizer, state["model"], state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if accelerator.scaler is not None and state["scaler"]:
         accelerator.scaler.load_state_dict(state["scaler"])
@@ -280,7 +292,7 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
         s, total=total_steps, warmup=steps_per_epoch * t.warmup_epochs, peak=peak, final=final) / peak)
 
     # Resume from the newest state, if any; otherwise a fresh start.
-    start_epoch, start_step, global_step = 0, 0, 0
+    start_epoch, start_step, global_step, state = 0, 0, 0, {}
     resume = latest_checkpoint(ckpt_dir)
     if resume is not None:
         state = load_checkpoint(resume, accelerator, model, optimizer, scheduler, cfg)
@@ -314,8 +326,9 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
                 batch = next(batches)
                 # Gradients are all-reduced only on the last micro-batch of the step.
                 sync = nullcontext() if micro == accum - 1 else accelerator.no_sync(model)
+                clips = batch.clips.to(accelerator.device, non_blocking=True)  # no-op when the loader is there
                 with sync:
-                    o = model(batch.clips, batch.labels)
+                    o = model(clips, batch.labels.to(accelerator.device))
                     accelerator.backward(o.loss / accum)
                 sums += torch.stack([o.loss, o.ce, o.distill_visual, o.distill_text]).detach().float() / accum
             if t.clip_grad > 0:
@@ -342,7 +355,6 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
                         epoch=epoch, step_in_epoch=steps_per_epoch, global_step=global_step, cfg=cfg, weights=True)
     bar.close()
     log.close()
-    accelerator.end_training()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -379,11 +391,11 @@ def main(argv: list[str] | None = None) -> None:
     accelerator = make_accelerator(cfg)
     if not args.eval_only:
         train(cfg, accelerator)
-        if args.no_eval:
-            return
-    results = evaluate.run(cfg, accelerator)
-    if accelerator.is_main_process:
-        print(evaluate.markdown_table(results), end="")
+    if args.eval_only or not args.no_eval:
+        results = evaluate.run(cfg, accelerator)
+        if accelerator.is_main_process:
+            print(evaluate.markdown_table(results), end="")
+    accelerator.end_training()  # flushes the trackers and ends the process group: last
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The loader the official FROSTER code uses, rebuilt over our shards, kept as the benchmark's baseline.
 
 Per sample, in torch DataLoader workers: read the video bytes, open them with PyAV, seek to the keyframe before the
-clip, decode up to its last frame converting every decoded frame to an RGB numpy array (as the official
-`pyav_decode` does), pick the clip's frames, then jitter the short side, crop, flip and normalise with torch. The
+clip, decode up to its last frame converting every frame of the window to an RGB numpy array (as the official
+`pyav_decode` does), pick the clip's frames, normalise them, then jitter the short side, crop and flip with torch
+(the official order). The
 sampling and augmentation rules are the pipeline's own (`pipeline.sampling`), so the two loaders do the same work.
 """
 from __future__ import annotations
@@ -86,7 +87,9 @@ class PyAVClips(Dataset):
                               crop_size=cfg.crop_size, sampling=cfg.sampling, num_views=V)
         T = cfg.num_frames
         idx = clip_indices(n, T, cfg.sampling, cfg.frame_stride, p.r[0, view * T:(view + 1) * T], cfg.train)
+        # as the official code: normalise the full frames, then scale-jitter, crop and flip
         clip = torch.from_numpy(decode_clip(data, idx)).permute(0, 3, 1, 2).float()   # T x 3 x H x W
+        clip = (clip / 255.0 - self.mean) / self.std
         h, w = clip.shape[-2:]
         s = float(p.short[0]) / min(h, w)
         clip = F.interpolate(clip, size=(round(h * s), round(w * s)), mode="bilinear", align_corners=False)
@@ -95,7 +98,6 @@ class PyAVClips(Dataset):
         clip = clip[..., y:y + c, x:x + c]
         if cfg.train and cfg.flip and p.flip[0] and (cfg.force_flip or int(t.label[i]) not in self.no_flip):
             clip = clip.flip(-1)
-        clip = (clip / 255.0 - self.mean) / self.std
         return clip, int(t.label[i])
 
 

@@ -78,7 +78,7 @@ def define_graph(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[st
 
     `source(batch_info)` returns the batch's (r, crop_x, crop_y, flip, short) arrays.
     """
-    keys = sorted(spec.label_map)
+    keys = sorted(k for k in spec.label_map if k >= 0)      # unlabeled (-1) samples map to -1 by default
     video, lbl, nfr = fn.readers.webdataset(
         paths=list(paths), index_paths=list(index_paths), ext=["mp4", "lbl", "nfr"],
         dtypes=[types.UINT8, types.INT32, types.INT32], missing_component_behavior="error",

@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -105,6 +106,8 @@ class VideoLoader:
         self._own_cache = cfg.cache_dir is None
         self.cache_dir = tempfile.mkdtemp(prefix="frostline-idx-") if self._own_cache else cfg.cache_dir
         os.makedirs(self.cache_dir, exist_ok=True)
+        # a temporary cache goes with the loader, or at interpreter exit at the latest
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.cache_dir, True) if self._own_cache else None
         n, W = len(table), world_size
         self.views = 1 if cfg.train else cfg.num_views
         # test mode decodes all views of a sample in one pass: batch_size rows = batch_size // views samples
@@ -138,14 +141,8 @@ class VideoLoader:
                 self._bad.setdefault(index[k], "skipped before the checkpoint")
 
     def close(self) -> None:
-        if self._own_cache:
-            shutil.rmtree(self.cache_dir, ignore_errors=True)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
+        if self._cleanup is not None:
+            self._cleanup()
 
     def __iter__(self) -> Iterator[Batch]:
         epoch = self._epoch
@@ -190,7 +187,8 @@ class VideoLoader:
                 perm = np.lexsort((rng.random(n), shard_rank[self.table.shard]))
             else:
                 raise ValueError(f"shuffle must be 'sample' or 'shard', got {cfg.shuffle!r}")
-            order = np.resize(perm, slots * self.world_size)   # wraps only when the split is smaller than a batch per rank
+            # np.resize wraps around only when the split is smaller than one batch per rank
+            order = np.resize(perm, slots * self.world_size)
             sample = order[self.rank * slots:(self.rank + 1) * slots]
             valid = np.ones(slots, bool)
         else:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from shards.index import IndexedSample, parse_index
 from shards.manifest import read_classes, read_manifest
@@ -104,22 +105,25 @@ def from_split(url: str) -> SampleTable:
 def from_manifest(store_url: str, shards: str | None = None, split: str | None = None) -> SampleTable:
     """All samples of a shard store, optionally only those in shards matching the glob `shards`
     (e.g. "val-*.tar") and/or whose manifest `split` is `split`. Labels are the store's own labels."""
-    store_url = store_url[: -len("manifest.parquet")].rstrip("/") if store_url.endswith("manifest.parquet") else store_url
+    if store_url.endswith("manifest.parquet"):
+        store_url = store_url[: -len("manifest.parquet")].rstrip("/")
     table = read_manifest(store_url)
     if split is not None:
-        table = table.filter(pa.compute.equal(table.column("split"), split))
+        table = table.filter(pc.equal(table.column("split"), split))
     rel = table.column("shard").to_pylist()
     keep = [i for i, r in enumerate(rel) if shards is None or fnmatch.fnmatch(posixpath.basename(r), shards)]
-    table = table.take(keep)
+    table = table.take(pa.array(keep, pa.int64()))
     if table.num_rows == 0:
         raise ValueError(f"{store_url}: no samples match shards={shards!r} split={split!r}")
     store = Store(store_url)
     urls = [store.url_of(r) for r in table.column("shard").to_pylist()]
     keys = table.column("key").to_pylist()
-    shard_idx, entries, shard_urls = _resolve(keys, urls, table.column("offset").to_pylist(), f"{store_url}/manifest.parquet")
+    where = f"{store_url}/manifest.parquet"
+    shard_idx, entries, shard_urls = _resolve(keys, urls, table.column("offset").to_pylist(), where)
     labels = np.asarray(table.column("label").to_pylist(), dtype=np.int64)
     cls = read_classes(store_url)
-    classes = [(int(lb), str(n), str(n)) for lb, n in zip(cls.column("label").to_pylist(), cls.column("class_name").to_pylist())]
+    classes = [(int(lb), str(n), str(n))
+               for lb, n in zip(cls.column("label").to_pylist(), cls.column("class_name").to_pylist())]
     return SampleTable(keys=keys, shard=shard_idx, source_label=labels, label=labels.copy(),
                        entries=entries, shards=shard_urls, classes=classes)
 

@@ -195,25 +195,31 @@ def test_graph_frame_indices_match_sampling_rules(ucf, sampling):
 
 
 def test_pixels_match_pyav_at_same_indices(ucf):
-    """Test mode with crop = short side: DALI's output, de-normalised, is PyAV's frames at the same indices."""
-    cfg = LoaderConfig(**{**SMALL, "crop_size": 48}, train=False, num_views=3)
-    loader = build_loader(ucf["eval"], cfg)
+    """Test mode with crop = short side: DALI's output, de-normalised, is PyAV's frames at the same indices.
+    Every sample of the store, including its portrait video and its clip shorter than 8 frames."""
+    cfg = LoaderConfig(**{**SMALL, "crop_size": 48, "batch_size": 6}, train=False, num_views=3)
+    loader = build_loader(ucf["store"], cfg)
     entries = {k: (loader.table.shards[s], e) for k, s, e in zip(loader.table.keys, loader.table.shard, loader.table.entries)}
-    checked = 0
+    checked, portrait, short = 0, False, False
     for batch in loader:
         got = _denorm(batch.clips)
         assert got.shape[1:] == (4, 48, 48, 3)
         for i, key in enumerate(batch.keys):
             ref = _pyav_frames(_member(*entries[key]))
             idx = batch.frames[i].numpy()
-            want = ref[idx][:, :, 8:56].astype(np.float32)          # centre 48x48 of a 64x48 frame
+            h, w = ref.shape[1:3]                                    # 64x48, or 48x64 for the portrait video
+            portrait |= h > w
+            short |= len(ref) < 8
+            y, x = (h - 48) // 2, (w - 48) // 2
+            want = ref[idx][:, y:y + 48, x:x + 48].astype(np.float32)   # the centre 48x48
             diff = np.abs(got[i] - want)
-            assert diff.mean() < 3.0 and np.percentile(diff, 99) < 24, (key, diff.mean())
-            other = ref[np.clip(idx + 9, 0, len(ref) - 1)][:, :, 8:56].astype(np.float32)
+            assert diff.mean() < 3.0 and np.percentile(diff, 99) <= 32, (key, diff.mean())   # chroma edges differ most
+            other = ref[np.clip(idx + 9, 0, len(ref) - 1)][:, y:y + 48, x:x + 48].astype(np.float32)
             if not np.array_equal(np.clip(idx + 9, 0, len(ref) - 1), idx):
                 assert np.abs(got[i] - other).mean() > diff.mean()    # the comparison can tell frames apart
             checked += 1
-    assert checked == len(loader) * loader.rows_per_batch == len(loader) * 3
+    assert checked == len(loader) * loader.rows_per_batch >= 3 * len(loader.table)
+    assert portrait and short
 
 
 def test_test_mode_sees_every_sample_once_per_view(ucf):
@@ -261,6 +267,9 @@ def test_manifest_mode_reads_the_store(ucf):
     assert got == {r["key"]: r["label"] for r in manifest}
     narrowed = build_loader(ucf["store"], LoaderConfig(**SMALL, train=False, num_views=1, shards="all-000000.tar"))
     assert set(narrowed.table.keys) == {r["key"] for r in manifest if r["shard"].endswith("all-000000.tar")}
+    assert len(build_loader(ucf["store"], LoaderConfig(**SMALL, manifest_split="all")).table) == len(manifest)
+    with pytest.raises(ValueError, match="no samples match"):
+        build_loader(ucf["store"], LoaderConfig(**SMALL, manifest_split="validation"))
 
 
 def test_epochs_reshuffle_and_resume_exactly_mid_epoch(ucf):
@@ -301,16 +310,19 @@ def test_epochs_reshuffle_and_resume_exactly_mid_epoch(ucf):
 
 _RANK_SCRIPT = """
 import json, sys
+import torch.distributed as dist
 from pipeline.loader import LoaderConfig, build_loader
-split, rank = sys.argv[1], int(sys.argv[2])
+split, rank, port = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+dist.init_process_group("gloo", init_method="tcp://127.0.0.1:" + port, rank=rank, world_size=2)
 out = {}
 for train in (False, True):
     cfg = LoaderConfig(batch_size=4, num_frames=4, frame_stride=4, crop_size=32, short_side_range=(32, 40),
                        num_threads=1, train=train, num_views=2, seed=5)
-    loader = build_loader(split, cfg, rank=rank, world_size=2)
+    loader = build_loader(split, cfg, rank=None, world_size=None)   # rank and world size from torch.distributed
     rows = [(k, v, ok) for b in loader
             for k, v, ok in zip(b.keys, (b.views.tolist() if b.views is not None else [0] * len(b.keys)), b.valid.tolist())]
     out["train" if train else "test"] = {"len": len(loader), "rows": rows, "num_samples": loader.num_samples}
+dist.destroy_process_group()
 print(json.dumps(out))
 """
 
@@ -319,7 +331,12 @@ print(json.dumps(out))
 def test_two_processes_partition_the_split(ucf):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     keys = {r["key"] for r in _rows(os.path.join(ucf["store"], "manifest.parquet"))}
-    procs = [subprocess.Popen([sys.executable, "-c", _RANK_SCRIPT, ucf["store"], str(r)],
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    procs = [subprocess.Popen([sys.executable, "-c", _RANK_SCRIPT, ucf["store"], str(r), port],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) for r in (0, 1)]
     results = []
     for p in procs:

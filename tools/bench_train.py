@@ -4,8 +4,9 @@
     python tools/bench_train.py --model ViT-B-16 --device cuda --batch 8 --frames 8 --classes 400
 
 Reference mode: the teacher's text re-encoded every step, 77-token context, fp16 autocast with GradScaler,
-explicit (non-SDPA) temporal attention, for-each AdamW. Every mode runs in its own process (clean peak memory),
-with the same random-init weights, clips, labels, classes and template sequence. Last line: `speedup: X.XX`
+explicit (non-SDPA) temporal attention, for-each AdamW. Every mode runs in its own process (FLOPs, clean peak
+memory), with the same random-init weights, clips, labels, classes and template sequence. On a CPU the step times
+come from one process that takes the modes' steps in turn (fair on a shared machine). Last line: `speedup: X.XX`
 (ours vs reference clips/s).
 """
 from __future__ import annotations
@@ -45,14 +46,13 @@ def class_names(n: int) -> list[str]:
     return [" ".join(WORDS[int(i)] for i in torch.randint(len(WORDS), (1 + i % 6,), generator=g)) for i in range(n)]
 
 
-def run_mode(name: str, args: argparse.Namespace) -> dict:
-    from torch.utils.flop_counter import FlopCounterMode
-
+def setup(name: str, args: argparse.Namespace):
+    """Build one mode: returns (step(i) -> loss, info). Same weights/clips/labels/classes in every mode."""
     from model.froster import Froster
 
     knobs, dev = MODES[name], torch.device(args.device)
     amp = knobs["amp"]
-    if amp == "auto":  # bf16 where the hardware has it; fp32 on CPUs (measured: bf16 pays nothing there)
+    if amp == "auto":  # bf16 where the GPU has it; fp32 on CPUs (measured: bf16 autocast does not pay there)
         amp = "bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
     torch.manual_seed(0)
     model = Froster.build(args.model, None, attn_impl=knobs["attn"], cache_teacher_text=knobs["cache"],
@@ -80,32 +80,53 @@ def run_mode(name: str, args: argparse.Namespace) -> dict:
         if scaler:
             scaler.update()
         opt.zero_grad(set_to_none=True)
-        return loss.item()
+        return loss.item()  # synchronises
 
     with torch.no_grad(), torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
         loss0 = model(clips, labels, template=0).loss.item()
+    return step, dict(mode=name, amp=amp or "fp32", loss0=loss0, text_len=model.tokens.shape[-1])
+
+
+def timed(step, i: int) -> float:
+    t0 = time.perf_counter()
+    step(i)
+    return time.perf_counter() - t0
+
+
+def run_mode(name: str, args: argparse.Namespace) -> dict:
+    """In a fresh process: FLOPs of one step, peak memory, and (unless interleaved) the median step time."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step, info = setup(name, args)
     counter = FlopCounterMode(display=False)
     with counter:
         step(0)
     for i in range(args.warmup):
         step(i + 1)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+    if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for i in range(args.steps):  # the median step: robust to other processes sharing the machine
-        t0 = time.perf_counter()
-        step(args.warmup + 1 + i)  # .item() inside synchronises
-        times.append(time.perf_counter() - t0)
-    sec = sorted(times)[len(times) // 2]
-    peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
+    times = [timed(step, args.warmup + 1 + i) for i in range(1 if args.interleave else args.steps)]
+    peak = (torch.cuda.max_memory_allocated() if args.device.startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
-    return dict(mode=name, amp=amp or "fp32", ms=sec * 1e3, clips=args.batch / sec, mem=peak,
-                flops=counter.get_total_flops(), loss0=loss0, text_len=model.tokens.shape[-1])
+    return dict(info, sec=sorted(times)[len(times) // 2], mem=peak, flops=counter.get_total_flops())
 
 
 def _child(name, args, queue):
     queue.put(run_mode(name, args))
+
+
+def interleaved_times(names: list[str], args: argparse.Namespace) -> dict[str, float]:
+    """Median step time per mode, the modes' steps taken in turn: on a shared machine every mode sees the same
+    mix of load, so their ratios hold even when the absolute times drift."""
+    steps = {name: setup(name, args)[0] for name in names}
+    for name in names:
+        for i in range(1 + args.warmup):
+            steps[name](i)
+    times = {name: [] for name in names}
+    for i in range(args.steps):
+        for name in names:
+            times[name].append(timed(steps[name], 1 + args.warmup + i))
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
 def main() -> None:
@@ -119,9 +140,13 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--modes", default="reference,reference-fp32,exact,ours-bf16,ours",
                    help=f"comma list from {','.join(MODES)}; 'ours' and 'reference' make the speedup line")
+    p.add_argument("--interleave", type=int, choices=(0, 1), default=None,
+                   help="time the modes step by step in turn in one process (default: 1 on cpu, 0 on cuda)")
     p.add_argument("--peak-tflops", type=float, default=None, help="for MFU; default from the GPU's name")
     args = p.parse_args()
     names = args.modes.split(",")
+    if args.interleave is None:
+        args.interleave = int(not args.device.startswith("cuda"))
     ctx = mp.get_context("spawn")
     peak = args.peak_tflops
     if peak is None and args.device.startswith("cuda"):
@@ -138,6 +163,11 @@ def main() -> None:
         r = queue.get()
         proc.join()
         rows[name] = r
+    if args.interleave:
+        for name, sec in interleaved_times(names, args).items():
+            rows[name]["sec"] = sec
+    for name, r in rows.items():
+        r.update(ms=r["sec"] * 1e3, clips=args.batch / r["sec"])
         mfu = f"{r['flops'] / (r['ms'] / 1e3) / (peak * 1e12):6.1%}" if peak else "     -"
         print(f"{name:<14} {r['amp']:<9} {r['text_len']:>8} {r['ms']:9.1f} {r['clips']:8.2f} {r['mem']:9.0f} "
               f"{r['flops'] / 1e9:10.1f} {mfu} {r['loss0']:9.5f}", flush=True)
