@@ -295,7 +295,10 @@ def main(argv: list[str] | None = None) -> None:
         cfg.eval.weights = a.weights
     from accelerate import Accelerator
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision)
-    results = run(cfg, accelerator, a.out)
+    try:
+        results = run(cfg, accelerator, a.out)
+    except (ConfigError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
     if accelerator.is_main_process:
         print(markdown_table(results), end="")
 

@@ -46,10 +46,9 @@ def loader_config(cfg: Config, *, train: bool, batch_size: int, device: str):
     """The pipeline's LoaderConfig for this run (imported here: the pipeline pulls in DALI)."""
     from pipeline.loader import LoaderConfig
     d = cfg.data
-    dtype = "fp32"
     return LoaderConfig(device=device, num_frames=d.num_frames, sampling=d.sampling, frame_stride=d.frame_stride,
                         batch_size=batch_size, train=train, num_views=d.num_views, crop_size=d.crop_size,
-                        short_side_range=tuple(d.short_side_range), flip=d.flip, dtype=dtype, seed=cfg.train.seed,
+                        short_side_range=tuple(d.short_side_range), flip=d.flip, dtype="fp32", seed=cfg.train.seed,
                         num_threads=d.num_threads, prefetch=d.prefetch)
 
 
@@ -389,12 +388,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.weights:
         cfg.eval.weights = args.weights
     accelerator = make_accelerator(cfg)
-    if not args.eval_only:
-        train(cfg, accelerator)
-    if args.eval_only or not args.no_eval:
-        results = evaluate.run(cfg, accelerator)
-        if accelerator.is_main_process:
-            print(evaluate.markdown_table(results), end="")
+    try:
+        if not args.eval_only:
+            train(cfg, accelerator)
+        if args.eval_only or not args.no_eval:
+            results = evaluate.run(cfg, accelerator)
+            if accelerator.is_main_process:
+                print(evaluate.markdown_table(results), end="")
+    except (ConfigError, FileNotFoundError) as e:  # a wrong setting or a missing file: the message says which
+        sys.exit(f"error: {e}")
     accelerator.end_training()  # flushes the trackers and ends the process group: last
 
 

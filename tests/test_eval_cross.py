@@ -39,7 +39,7 @@ def test_cross_dataset_train_and_evaluate(tmp_path):
         "data": {"splits": str(split_root), "protocol": "cross", "dataset": "k400", "eval_datasets": ["ucf101"],
                  "device": "cpu", "num_frames": 4, "frame_stride": 2, "crop_size": 64, "short_side_range": [64, 72],
                  "num_threads": 1},
-        "train": {"epochs": 2, "warmup_epochs": 1, "global_batch": 4, "micro_batch": 2, "mixed_precision": "no",
+        "train": {"epochs": 2, "warmup_epochs": 1, "global_batch": 4, "micro_batch": 2, "mixed_precision": "bf16",
                   "progress": False, "average_from": 2},
         "eval": {"batch_size": 6}}))
     r = subprocess.run([sys.executable, "model/train.py", "--config", str(cfg)], cwd=REPO, capture_output=True,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -51,10 +52,16 @@ def make_dataset(out: Path, *, num_classes: int, groups: int, clips: int, frames
           f"{sum(summary.rejects.values())} rejects -> {store} ({time.time() - t:.1f} s)")
 
     t = time.time()
+    # make_splits --class-names: each class's prompt spells its attributes ("red circle moving left"), so the
+    # text of a novel class shares words with base classes
+    names = json.loads((raw / ".complete").read_text())["classes"]
+    prompts = json.dumps({c: re.sub(r"(?<!^)(?=[A-Z])", " ", c).lower() for c in names})
+    (out / "class_names.json").write_text(prompts)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m = splits.Manifest.load(str(store), "ucf101")
-        plan = splits.base2novel(m, shots=16, seed=seed, num_train_sets=1)
+        plan = splits.base2novel(m, shots=16, seed=seed, num_train_sets=1, class_names=prompts,
+                                 class_names_path=str(out / "class_names.json"))
         rows = splits.write_plan(plan, str(split_dir))
     for w in {str(w.message) for w in caught}:
         print(f"      warning: {w}")
