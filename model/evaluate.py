@@ -44,7 +44,7 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict
         raise ValueError("no samples to score")
     top = logits.float().topk(min(max(ks), c), dim=1).indices
     hit = top == labels.view(-1, 1)
-    return {k: 100.0 * hit[:, :min(k, c)].any(dim=1).float().mean().item() for k in ks}
+    return {k: 100.0 * hit[:, :min(k, c)].any(dim=1).double().mean().item() for k in ks}
 
 
 def harmonic_mean(base: float, novel: float) -> float:

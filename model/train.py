@@ -187,9 +187,31 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     return path
 
 
+# Settings that may change between a run and its resume: where things are, how much is printed or kept.
+RESUMABLE_CHANGES = {"output_dir", "data.splits", "data.device", "data.num_threads", "data.prefetch",
+                     "train.progress", "train.log_every", "train.keep_states", "train.save_every_steps"}
+
+
+def config_changes(saved: dict, now: dict) -> list[str]:
+    """'key: saved -> now' for every training setting that differs (the eval section never matters)."""
+    def norm(x):
+        return list(x) if isinstance(x, (list, tuple)) else x
+    out = []
+    for section in ("model", "data", "train"):
+        for k, v in now[section].items():
+            old = saved.get(section, {}).get(k)
+            if f"{section}.{k}" not in RESUMABLE_CHANGES and norm(old) != norm(v):
+                out.append(f"{section}.{k}: {old!r} -> {v!r}")
+    return out
+
+
 def load_checkpoint(path: Path, accelerator: Accelerator, model, optimizer, scheduler, cfg: Config) -> dict:
     """Restore everything save_checkpoint wrote; returns the state (epoch, step_in_epoch, global_step, loader)."""
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    changed = config_changes(state["config"], cfg.to_dict())
+    if changed:
+        raise ConfigError(f"{path} belongs to a run with other settings ({'; '.join(changed[:5])}); resume with "
+                          f"the same settings or use another output_dir")
     if state["num_processes"] != accelerator.num_processes:
         raise RuntimeError(f"{path} was written by {state['num_processes']} processes, this run has "
                            f"{accelerator.num_processes}: exact resume needs the same number (data order per rank)")

@@ -43,3 +43,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     assert "already finished" in r2.stdout
     assert (out / "run" / "metrics.jsonl").read_text().splitlines() == steps
     assert json.loads((out / "results.json").read_text())["base_top1"] == res["base_top1"]
+
+    # a resume with other training settings is refused, naming them (the schedule would silently change)
+    r3 = subprocess.run([sys.executable, "tools/demo.py", "--out", str(out), *SMALL, "train.epochs=3"], cwd=REPO,
+                        capture_output=True, text=True, timeout=400, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r3.returncode != 0 and "train.epochs: 2 -> 3" in r3.stderr

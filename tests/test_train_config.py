@@ -70,3 +70,13 @@ def test_split_paths_follow_make_splits_layout():
     assert p["train"] == "s3://b/p/cross/k400/train.parquet"
     assert p["eval"]["ucf101"]["2"] == "s3://b/p/cross/ucf101/eval_2.parquet"
     assert p["eval"]["ucf101"]["full"] == "s3://b/p/cross/ucf101/eval_full.parquet"
+
+
+def test_resume_refuses_changed_training_settings_only():
+    from model.train import config_changes
+    saved = load_config(CONFIGS / "demo.yaml").to_dict()
+    same = load_config(CONFIGS / "demo.yaml", ["output_dir=/elsewhere", "train.log_every=1", "eval.batch_size=3",
+                                               "data.num_threads=1", "train.betas=[0.9, 0.999]"]).to_dict()
+    assert config_changes(saved, same) == []
+    other = load_config(CONFIGS / "demo.yaml", ["train.epochs=3", "model.alpha=0.2"]).to_dict()
+    assert config_changes(saved, other) == ["model.alpha: 0.1 -> 0.2", "train.epochs: 15 -> 3"]

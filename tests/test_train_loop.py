@@ -228,14 +228,23 @@ def test_checkpoint_round_trip(data, tmp_path):
     """save_checkpoint -> load_checkpoint restores model, optimiser, scheduler, loader position and RNG."""
     from accelerate import Accelerator
 
-    from model import prompts
     from model.config import load_config
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", data, tmp_path / "run"))
+    acc = Accelerator(cpu=True)
+    try:
+        _round_trip(acc, cfg, data, tmp_path)
+    finally:  # accelerate's state is process-wide: leave none behind for other tests
+        from accelerate.state import AcceleratorState
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def _round_trip(acc, cfg, data, tmp_path):
+    from model import prompts
     from model.froster import Froster
     from model.train import load_checkpoint, loader_config, param_groups, save_checkpoint
     from pipeline.loader import build_loader
 
-    cfg = load_config(write_config(tmp_path / "c.yaml", data, tmp_path / "run"))
-    acc = Accelerator(cpu=True)
     loader = build_loader(str(data / "splits/base2novel/ucf101/train_s1.parquet"),
                           loader_config(cfg, train=True, batch_size=2, device="cpu"))
 

@@ -50,6 +50,9 @@ def setup(name: str, args: argparse.Namespace):
     """Build one mode: returns (step(i) -> loss, info). Same weights/clips/labels/classes in every mode."""
     from model.froster import Froster
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     knobs, dev = MODES[name], torch.device(args.device)
     amp = knobs["amp"]
     if amp == "auto":  # bf16 where the GPU has it; fp32 on CPUs (measured: bf16 autocast does not pay there)
@@ -142,9 +145,14 @@ def main() -> None:
                    help=f"comma list from {','.join(MODES)}; 'ours' and 'reference' make the speedup line")
     p.add_argument("--interleave", type=int, choices=(0, 1), default=None,
                    help="time the modes step by step in turn in one process (default: 1 on cpu, 0 on cuda)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: 1 on cpu: with every core busy, a descheduled OpenMP thread stalls "
+                        "the others and the times become noise on a shared machine; 0 = torch's default)")
     p.add_argument("--peak-tflops", type=float, default=None, help="for MFU; default from the GPU's name")
     args = p.parse_args()
     names = args.modes.split(",")
+    if args.threads is None:
+        args.threads = 0 if args.device.startswith("cuda") else 1
     if args.interleave is None:
         args.interleave = int(not args.device.startswith("cuda"))
     ctx = mp.get_context("spawn")
@@ -152,7 +160,9 @@ def main() -> None:
     if peak is None and args.device.startswith("cuda"):
         gpu = torch.cuda.get_device_name()
         peak = next((v for k, v in PEAK_TFLOPS.items() if k in gpu), None)
-    print(f"# {args.model}, batch {args.batch} x {args.frames} frames, {args.classes} classes, device {args.device}")
+    print(f"# {args.model}, batch {args.batch} x {args.frames} frames, {args.classes} classes, device {args.device}"
+          f"{f', {args.threads} thread(s)' if args.threads else ''}, median of {args.steps} steps"
+          f"{', modes interleaved' if args.interleave else ''}")
     print(f"{'mode':<14} {'precision':<9} {'text len':>8} {'ms/step':>9} {'clips/s':>8} {'peak MiB':>9} "
           f"{'GFLOP/step':>10} {'MFU':>6} {'loss@0':>9}")
     rows = {}

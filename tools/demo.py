@@ -3,14 +3,15 @@
 
   1. generate a small UCF101-layout dataset whose classes are visually distinct (colour, shape, motion);
   2. make_shards: convert it to WebDataset shards + Parquet manifests (VP9, DALI index files);
-  3. make_splits --shots 16: the base-to-novel protocol (generated split, seed 0);
+  3. make_splits --shots 16: the base-to-novel protocol (generated split, seed 0), with class prompts that spell
+     each class's attributes ("red circle moving left");
   4. train a tiny randomly initialised CLIP with FROSTER (model/configs/demo.yaml) through the DALI pipeline;
   5. evaluate the average of the epoch checkpoints: base, novel and HM; print the table, write OUT/results.json.
 
     python tools/demo.py --out demo_out
 
 Every stage resumes: re-running the command skips what is done (the dataset, finished shards, finished epochs).
-A tiny CLIP trained from scratch learns the base classes; its novel-class accuracy says little (see README).
+A tiny CLIP trained from scratch learns the base classes; its novel-class accuracy is a toy (see README).
 """
 from __future__ import annotations
 
@@ -43,11 +44,16 @@ def make_dataset(out: Path, *, num_classes: int, groups: int, clips: int, frames
 
     raw, store, split_dir = out / "raw", out / "shards", out / "splits"
     t = time.time()
-    if not (raw / ".complete").exists():
+    settings = {"classes": num_classes, "groups": groups, "clips": clips, "frames": frames, "seed": seed}
+    done = raw / ".complete"
+    if done.exists() and json.loads(done.read_text())["settings"] != settings:
+        sys.exit(f"error: {out} holds a demo made with {json.loads(done.read_text())['settings']}; "
+                 f"use another --out for {settings}")
+    if not done.exists():
         shutil.rmtree(raw, ignore_errors=True)
         syn = synthetic.make_ucf101(str(raw), num_classes=num_classes, groups=groups, clips=clips, width=64,
                                     height=48, num_frames=frames, quirks=False, learnable=True, seed=seed)
-        (raw / ".complete").write_text(json.dumps({"classes": syn.classes}))
+        done.write_text(json.dumps({"settings": settings, "classes": syn.classes}))
     print(f"[1/5] dataset: {num_classes} classes x {groups} groups x {clips} clips under {raw} "
           f"({time.time() - t:.1f} s)")
 
@@ -107,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copyfile(run / "results.md", out / "results.md")
     print(f"      evaluated in {time.time() - t:.1f} s; wrote {out / 'results.json'}")
     print(f"demo finished in {time.time() - start:.0f} s. A tiny CLIP trained from scratch learns the base "
-          f"classes; its novel-class number means little (novel accuracy needs real CLIP weights, see README).")
+          f"classes; its novel number only reflects prompt words shared with base classes. Real open-vocabulary "
+          f"numbers need real CLIP weights (README, 'The demo').")
     return 0
 
 
