@@ -12,6 +12,9 @@ API (stable; changes are listed here):
     model.trainable_parameters()                  # student + projectors, never the teacher
 
 clips are [B, T, 3, H, W] (CLIP-normalised), labels int64 [B] in the class set's order.
+Extra build options (additions, nothing changed): attn_impl="sdpa"|"math", teacher=False (eval-only: no teacher,
+no projectors), quick_gelu, grad_checkpointing, shard_text (class text split across DDP ranks), and the
+reference-cost switches cache_teacher_text / truncate_text. forward(..., template=j) fixes the step's template.
 
 Cost notes (issue 6): the teacher's text features never change, so set_classes computes them once; every class
 prompt is cut to the longest real prompt of the class set (exact: see model.clip.text_length); the class text is
@@ -133,8 +136,8 @@ class Froster(nn.Module):
                  shard_text: bool = False):
         super().__init__()
         self.student, self.tokenizer = student, tokenizer
-        self.distill_weight, self.cache_teacher_text, self.truncate_text = distill_weight, cache_teacher_text, truncate_text
-        self.shard_text = shard_text
+        self.distill_weight, self.shard_text = distill_weight, shard_text
+        self.cache_teacher_text, self.truncate_text = cache_teacher_text, truncate_text
         self.teacher = teacher
         if teacher is not None:
             teacher.eval().requires_grad_(False)
@@ -143,9 +146,13 @@ class Froster(nn.Module):
         else:
             self.proj_v = self.proj_t = None
         self.class_texts: list[str] = []
+        self._lengths: list[int] = []  # per template: tokens up to the last end-of-text of the class set
         self.register_buffer("tokens", torch.empty(0, 0, 0, dtype=torch.long), persistent=False)   # [29, C, L]
         self.register_buffer("teacher_text", torch.empty(0), persistent=False)  # [29, C, D] normalised
         self._eval_text: torch.Tensor | None = None
+        # Every buffer here is a constant that each rank computes identically (tokens, cached teacher text, causal
+        # masks): DDP must not re-broadcast them every step (the teacher cache alone is 29*C*D floats).
+        self._ddp_params_and_buffers_to_ignore = [name for name, _ in self.named_buffers()]
 
     @classmethod
     def build(cls, clip_name: str = "ViT-B-16", pretrained: str | None = "openai", checkpoint=None, *,
@@ -181,16 +188,22 @@ class Froster(nn.Module):
         self.class_texts = list(class_texts)
         table = prompts.prompt_table(self.class_texts)
         flat = [p for row in table for p in row]
-        tokens = self.tokenizer(flat).view(len(table), len(class_texts), -1).to(self._device())
-        self.tokens = self._cut(tokens)
+        tokens = self.tokenizer(flat).view(len(table), len(class_texts), -1)
+        # each template's exact length, once, on the host: no device sync in the training step
+        self._lengths = [text_length(t, self.student.clip) if self.truncate_text else t.shape[-1] for t in tokens]
+        self.tokens = tokens[..., :max(self._lengths)].to(self._device())
         self._eval_text = None
         if self.teacher is not None:
             feats = [encode_text(self.teacher, self._cut(t)) for t in self.tokens.flatten(0, 1).split(chunk)]
             self.teacher_text = _f32(torch.cat(feats).view(*self.tokens.shape[:2], -1))
 
+    def _pair_length(self, template: int) -> int:
+        return max(self._lengths[template], self._lengths[prompts.BARE_INDEX])
+
     def _pair_tokens(self, template: int) -> torch.Tensor:
         """[2C, L]: the step's template and the bare text, cut to the longer of the two."""
-        return self._cut(torch.cat([self.tokens[template], self.tokens[prompts.BARE_INDEX]]))
+        length = self._pair_length(template)
+        return torch.cat([self.tokens[template, :, :length], self.tokens[prompts.BARE_INDEX, :, :length]])
 
     def _student_class_text(self, template: int) -> torch.Tensor:
         """Normalised mean of (template, bare) student features per class [C, D], with gradients."""
@@ -200,7 +213,7 @@ class Froster(nn.Module):
             per = -(-c // world)
             idx = torch.arange(rank * per, (rank + 1) * per, device=self._device()).clamp(max=c - 1)
             pair = torch.stack([self.tokens[template][idx], self.tokens[prompts.BARE_INDEX][idx]])
-            feats = self.student.encode_text(self._cut(pair.flatten(0, 1))).view(2, per, -1)
+            feats = self.student.encode_text(pair.flatten(0, 1)[:, :self._pair_length(template)]).view(2, per, -1)
             mine = F.normalize(feats[0] + feats[1], dim=-1)
             return _GatherRows.apply(mine)[:c]
         feats = self.student.encode_text(self._pair_tokens(template))
@@ -273,7 +286,7 @@ class Froster(nn.Module):
         if self._eval_text is not None and not self.training:
             return self._eval_text
         flat = self.tokens.flatten(0, 1)
-        feats = torch.cat([self.student.encode_text(t) for t in flat.split(chunk)]).float()
+        feats = torch.cat([self.student.encode_text(self._cut(t)) for t in flat.split(chunk)]).float()
         text = F.normalize(feats.view(*self.tokens.shape[:2], -1).mean(0), dim=-1)
         if not self.training:
             self._eval_text = text

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from model import prompts
-from model.clip import build_clip, encode_text, export_clip
+from model.clip import encode_text, export_clip
 from model.froster import Froster, ResidualProjector, distill_loss
 
 CLASSES = ["jumping jacks", "playing guitar", "swimming breaststroke", "tai chi"]
@@ -50,7 +50,8 @@ def test_templates():
 
 def test_class_text_prefers_descriptions():
     assert prompts.class_text("apply_eye_makeup") == "apply eye makeup"
-    assert prompts.class_text("abseiling", "a person descends a cliff on a rope") == "a person descends a cliff on a rope"
+    rope = "a person descends a cliff on a rope"
+    assert prompts.class_text("abseiling", rope) == rope
     assert prompts.class_text("abseiling", "  ") == "abseiling"
     rows = [(1, "b_b", ""), (0, "a", "the letter a")]
     assert prompts.class_texts(rows) == ["the letter a", "b b"]
@@ -260,7 +261,8 @@ def _sharded_worker(rank: int, world: int, port: int, out_dir: str) -> None:
                     for a, b in zip(sharded.trainable_parameters(), whole.trainable_parameters()))
         torch.manual_seed(100 + rank)  # ranks' RNGs disagree; the template must not
         template = sharded._pick_template()
-        torch.save({"loss": (out.loss.item(), ref.loss.item()), "worst": worst, "template": template}, os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save({"loss": (out.loss.item(), ref.loss.item()), "worst": worst, "template": template},
+                   os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 

@@ -32,6 +32,7 @@ MODES = {
     "ours": dict(cache=True, cut=True, attn="sdpa", amp="auto", fused=True),
     "ours-fp32": dict(cache=True, cut=True, attn="sdpa", amp=None, fused=True),
     "ours-bf16": dict(cache=True, cut=True, attn="sdpa", amp="bf16", fused=True),
+    "ours-math": dict(cache=True, cut=True, attn="math", amp="auto", fused=True),
     "ours-unfused": dict(cache=True, cut=True, attn="sdpa", amp="auto", fused=False),
     "ours-compile": dict(cache=True, cut=True, attn="sdpa", amp="auto", fused=True, compile=True),
 }
