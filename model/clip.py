@@ -10,7 +10,9 @@ names work everywhere an open_clip name does.
 """
 from __future__ import annotations
 
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import open_clip
@@ -29,6 +31,22 @@ def register_configs() -> list[str]:
         open_clip.add_model_config(CONFIG_DIR)
         _registered = True
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+class _DropRandomInitNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextmanager
+def _weights_follow():
+    """Silence open_clip's "initialized randomly" notice while building a model whose weights are loaded next."""
+    notice, root = _DropRandomInitNotice(), logging.getLogger()
+    root.addFilter(notice)
+    try:
+        yield
+    finally:
+        root.removeFilter(notice)
 
 
 def build_clip(
@@ -57,7 +75,8 @@ def build_clip(
         path = Path(checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f"CLIP checkpoint not found: {path}")
-        model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick_gelu, device=device)
+        with _weights_follow():
+            model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick_gelu, device=device)
         try:
             open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
         except Exception as e:  # name the file: a wrong file is the usual cause
