@@ -415,7 +415,7 @@ def make_ssv2(root: str, *, num_classes: int = 4, train: int = 8, val: int = 3, 
         entries = []
         for j in range(count):
             vid += 1
-            ci = (j + n) % num_classes
+            ci = n % num_classes  # every class gets videos in every split
             kind, changes = _quirk(syn, n, str(vid)) if quirks and split == "train" else (None, {})
             _emit(os.path.join(videos, f"{vid}.webm"), kind, changes, ci, classes[ci], rng, width, height,
                   num_frames, fps, n)
