@@ -33,6 +33,8 @@ MANIFEST_FIELDS = [
     pa.field("codec", pa.string()),
     pa.field("bytes", pa.int64()),           # of the stored stream ({key}.mp4)
     pa.field("sha256", pa.string()),         # of the stored stream
+    pa.field("fragment_offsets", pa.list_(pa.int64())),  # byte offset of each fragment (moof) in the stream
+    pa.field("fragment_frames", pa.list_(pa.int32())),   # index of each fragment's first frame
 ]
 
 # Dataset-specific columns. split1..3: the official split membership, "train" | "test" | "unused".
