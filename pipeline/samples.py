@@ -69,15 +69,22 @@ class Fragments:
         self._key = np.repeat(np.arange(len(self.count), dtype=np.int64), self.count) << 32 | self.frames
 
     @classmethod
-    def from_columns(cls, num_frames, offsets, frames) -> "Fragments | None":
-        """From the split's / manifest's `num_frames`, `fragment_offsets`, `fragment_frames` (lists or None)."""
-        if offsets is None or frames is None or all(o is None for o in offsets):
+    def from_columns(cls, keys, num_frames, offsets, frames, where: str = "split") -> "Fragments | None":
+        """From the split's / manifest's `num_frames`, `fragment_offsets`, `fragment_frames` (lists or None);
+        a row whose table is not increasing, or disagrees in length, is an error naming it."""
+        if all(o is None for o in offsets):
             return None
-        count = np.array([len(o) if o is not None and f is not None else 0 for o, f in zip(offsets, frames)],
-                         np.int64)
+        count = np.zeros(len(keys), np.int64)
+        for row, (key, n, o, f) in enumerate(zip(keys, num_frames, offsets, frames)):
+            if o is None or f is None or n is None or not o:
+                continue                                    # no table: decoded whole
+            if len(o) != len(f) or np.any(np.diff(o) <= 0) or np.any(np.diff(f) <= 0) or f[0] < 0 or o[0] <= 0:
+                raise ValueError(f"{where} row {row} (key {key!r}): broken fragment table "
+                                 f"(offsets {o[:4]}..., frames {f[:4]}...)")
+            count[row] = len(o)
         start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
         flat = [(o, f) for o, f, c in zip(offsets, frames, count) if c]
-        return cls(num_frames=np.asarray(num_frames, np.int64), start=start, count=count,
+        return cls(num_frames=np.array([n or 0 for n in num_frames], np.int64), start=start, count=count,
                    offsets=np.fromiter((x for o, _ in flat for x in o), np.int64, int(count.sum())),
                    frames=np.fromiter((x for _, f in flat for x in f), np.int64, int(count.sum())))
 
@@ -98,12 +105,13 @@ class Fragments:
         return init, np.where(has, self.offsets[pos], 0), np.where(has, self.frames[pos], 0).astype(np.int32)
 
 
-def _fragments(rows: pa.Table) -> Fragments | None:
+def _fragments(rows: pa.Table, where: str) -> Fragments | None:
     cols = rows.column_names
     if "fragment_offsets" not in cols or "fragment_frames" not in cols or "num_frames" not in cols:
         return None
-    return Fragments.from_columns(rows.column("num_frames").to_pylist(), rows.column("fragment_offsets").to_pylist(),
-                                  rows.column("fragment_frames").to_pylist())
+    return Fragments.from_columns(rows.column("key").to_pylist(), rows.column("num_frames").to_pylist(),
+                                  rows.column("fragment_offsets").to_pylist(), rows.column("fragment_frames").to_pylist(),
+                                  where)
 
 
 def index_url(shard_url: str) -> str:
@@ -153,7 +161,7 @@ def from_split(url: str) -> SampleTable:
         keys=keys, shard=shard_idx,
         source_label=np.asarray(rows.column("source_label").to_pylist(), dtype=np.int64),
         label=np.asarray(rows.column("label").to_pylist(), dtype=np.int64),
-        entries=entries, shards=shards, classes=_classes(classes), fragments=_fragments(rows))
+        entries=entries, shards=shards, classes=_classes(classes), fragments=_fragments(rows, url))
 
 
 def from_manifest(store_url: str, shards: str | None = None, split: str | None = None) -> SampleTable:
@@ -179,7 +187,7 @@ def from_manifest(store_url: str, shards: str | None = None, split: str | None =
     classes = [(int(lb), str(n), str(n))
                for lb, n in zip(cls.column("label").to_pylist(), cls.column("class_name").to_pylist())]
     return SampleTable(keys=keys, shard=shard_idx, source_label=labels, label=labels.copy(),
-                       entries=entries, shards=shard_urls, classes=classes, fragments=_fragments(table))
+                       entries=entries, shards=shard_urls, classes=classes, fragments=_fragments(table, where))
 
 
 def _classes(table: pa.Table) -> list[tuple[int, str, str]]:

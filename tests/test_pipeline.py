@@ -592,3 +592,18 @@ def test_test_segments_in_later_fragments_match_pyav(long_ucf):
             assert np.abs(got[i] - ref[idx - 9][:, :, 8:56]).mean() > diff.mean()
             checked += 1
     assert checked == len(t) == 8
+
+
+def test_fragment_cut_arithmetic():
+    """The last fragment starting at or before each sample's first frame; samples without a table stay whole."""
+    from pipeline.samples import Fragments
+
+    f = Fragments.from_columns(["a", "b", "c"], [40, 20, 50], [[100, 900, 2000], None, [80, 500]],
+                               [[0, 16, 32], None, [0, 24]])
+    init, anchor, offset = f.cut(np.array([0, 0, 0, 0, 1, 2, 2, 2]), np.array([0, 15, 16, 39, 7, 23, 24, 49]))
+    assert init.tolist() == [100, 100, 100, 100, 0, 80, 80, 80]
+    assert anchor.tolist() == [100, 100, 900, 2000, 0, 80, 500, 500]
+    assert offset.tolist() == [0, 0, 16, 32, 0, 0, 24, 24]
+    assert Fragments.from_columns(["a"], [40], [None], [None]) is None
+    with pytest.raises(ValueError, match=r"row 1 \(key 'b'\): broken fragment table"):
+        Fragments.from_columns(["a", "b"], [40, 40], [[100], [100, 90]], [[0], [0, 16]])
