@@ -98,7 +98,9 @@ def write_table(store: Store, rel: str, table: pa.Table) -> None:
 def read_table(store: Store, rel: str) -> pa.Table:
     if not store.exists(rel):
         raise FileNotFoundError(f"{store.url_of(rel)} does not exist")
-    return pq.read_table(io.BytesIO(store.read_bytes(rel)))
+    # one thread: these tables are small, and Arrow's thread pool can abort a short-lived tool at exit
+    # ("terminate called without an active exception") when its workers outlive the interpreter
+    return pq.read_table(io.BytesIO(store.read_bytes(rel)), use_threads=False)
 
 
 def read_manifest(dir_or_url: str) -> pa.Table:
