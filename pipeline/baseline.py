@@ -82,6 +82,9 @@ class PyAVClips(Dataset):
         data = read_member(t.shards[t.shard[i]], mp4.offset, mp4.size)
         with av.open(io.BytesIO(data)) as c:
             n = c.streams.video[0].frames
+        if not n:       # a fragmented MP4's header has no frame count: the sample's `{key}.nfr` has it
+            nfr = next(m for m in entry.members if m.ext == "nfr")
+            n = int(np.frombuffer(read_member(t.shards[t.shard[i]], nfr.offset, nfr.size), "<i4")[0])
         rng = np.random.default_rng([cfg.seed, self.epoch, i])
         p = draw_batch_params(rng, 1, cfg.num_frames, train=cfg.train, short_side_range=cfg.short_side_range,
                               crop_size=cfg.crop_size, sampling=cfg.sampling, num_views=V)

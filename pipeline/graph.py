@@ -61,6 +61,17 @@ def frame_indices(nfr, r, spec: GraphSpec):
     return dmath.max(dmath.min(idx, dmath.max(nfr - 1, 0)), 0)
 
 
+def cut_stream(video, init, anchor):
+    """`video[:init] + video[anchor:]` (init, anchor: int64 [1] per sample). With a fragmented MP4, init = the
+    ftyp + moov boxes and anchor = a fragment's moof, this is a valid MP4 starting at that fragment's keyframe:
+    the decoder, which cannot seek in an in-memory stream, then starts there instead of at frame 0.
+    init = anchor = 0 leaves the stream whole."""
+    size = video.shape(dtype=types.INT64)
+    head = fn.slice(video, anchor * 0, init, axes=[0])
+    body = fn.slice(video, anchor, size - anchor, axes=[0])
+    return fn.cat(head, body, axis=0)
+
+
 def _crop_resize(frames, short, crop_x, crop_y, crop: int):
     """Resize the short side to `short`, then take the `crop` x `crop` window anchored at (crop_x, crop_y) in [0, 1]
     of the free space, as one resampling of only the source pixels that end up in the crop (bilinear, as the
@@ -76,19 +87,22 @@ def _crop_resize(frames, short, crop_x, crop_y, crop: int):
 def define_graph(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[str], source: Callable):
     """The graph's nodes (call inside a pipeline context): clips, split labels, frame indices.
 
-    `source(batch_info)` returns the batch's (r, crop_x, crop_y, flip, short) arrays.
+    `source(batch_info)` returns the batch's (r, crop_x, crop_y, flip, short, init, anchor, frame_offset) arrays.
     """
     keys = sorted(k for k in spec.label_map if k >= 0)      # unlabeled (-1) samples map to -1 by default
     video, lbl, nfr = fn.readers.webdataset(
         paths=list(paths), index_paths=list(index_paths), ext=["mp4", "lbl", "nfr"],
         dtypes=[types.UINT8, types.INT32, types.INT32], missing_component_behavior="error",
         random_shuffle=False, name="reader")
-    r, crop_x, crop_y, coin, short = fn.external_source(
-        source=source, num_outputs=5, batch=True, batch_info=True,
-        dtype=[types.FLOAT, types.FLOAT, types.FLOAT, types.INT32, types.FLOAT])
+    r, crop_x, crop_y, coin, short, init, anchor, offset = fn.external_source(
+        source=source, num_outputs=8, batch=True, batch_info=True,
+        dtype=[types.FLOAT, types.FLOAT, types.FLOAT, types.INT32, types.FLOAT, types.INT64, types.INT64,
+               types.INT32])
     nfr, src_label = _scalar(nfr), _scalar(lbl)
     idx = frame_indices(nfr, r, spec)
-    frames = fn.decoders.video(video, device="mixed" if spec.device == "gpu" else "cpu", frames=idx, pad_mode="edge")
+    video = cut_stream(video, init, anchor)
+    frames = fn.decoders.video(video, device="mixed" if spec.device == "gpu" else "cpu", frames=idx - offset,
+                               pad_mode="edge")
     frames = _crop_resize(frames, short, crop_x, crop_y, spec.crop_size)
     if spec.no_flip:
         allowed = fn.lookup_table(src_label, keys=list(spec.no_flip), values=[0] * len(spec.no_flip),
@@ -116,7 +130,12 @@ def build_pipeline(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[
 
     def source(info):
         p = params(info.iteration)
-        return p.r, p.crop_x, p.crop_y, p.flip, p.short
+        S = len(p.short)
+        zero = np.zeros((S, 1), np.int64)
+        init = zero if p.init is None else p.init.reshape(S, 1)
+        anchor = zero if p.anchor is None else p.anchor.reshape(S, 1)
+        offset = np.zeros(S, np.int32) if p.frame_offset is None else p.frame_offset
+        return p.r, p.crop_x, p.crop_y, p.flip, p.short, init, anchor, offset
 
     @pipeline_def(batch_size=spec.batch_size, num_threads=spec.num_threads,
                   device_id=spec.device_id if spec.device == "gpu" else None,

@@ -26,7 +26,7 @@ from shards.index import format_index
 
 from . import samples as _samples
 from .graph import GraphSpec, build_pipeline
-from .sampling import BatchParams, batch_rng, draw_batch_params
+from .sampling import BatchParams, batch_rng, draw_batch_params, first_frames
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +251,27 @@ class VideoLoader:
             p.flip[:] = 0
         return p
 
+    def graph_params(self, plan: Plan, epoch: int, b: int) -> BatchParams:
+        """Batch b's draws plus where to cut each sample's stream: at the fragment holding the first frame the
+        sample needs (its window start, or its earliest view / segment), so decoding skips what comes before.
+        Vectorised over the batch; samples without a fragment table stay whole."""
+        p = self.batch_params(epoch, b)
+        frags = self.table.fragments
+        samples = plan.sample[b * self.slots:(b + 1) * self.slots]
+        if frags is None or len(samples) < self.slots:   # past the plan's end (DALI prefetches ahead): uncut
+            return p
+        cfg = self.cfg
+        first = first_frames(p.r, frags.num_frames[samples], cfg.num_frames, cfg.sampling, cfg.frame_stride,
+                             cfg.train)
+        p.init, p.anchor, p.frame_offset = frags.cut(samples, first)
+        return p
+
     def _pipeline(self, plan: Plan, epoch: int, start: int):
         paths, index_paths = self._write_index(plan, start * self.slots, f"rank{self.rank}")
         if start:
             self.stats["rebuilds"] += 1
         return build_pipeline(self._spec(epoch, start), paths, index_paths,
-                              lambda i: self.batch_params(epoch, start + i))
+                              lambda i: self.graph_params(plan, epoch, start + i))
 
     # -- bad samples -----------------------------------------------------------------------------------
     def _find_bad(self, plan: Plan, epoch: int, b: int, err: Exception) -> None:
@@ -287,9 +302,10 @@ class VideoLoader:
         paths, index_paths = self._write_index(one, 0, f"probe{self.rank}")
         spec = self._spec(epoch, 0, batch_size=1)
         spec.prefetch = 1
-        params = self.batch_params(epoch, slot // self.slots)
+        params = self.graph_params(plan, epoch, slot // self.slots)
         k = slot % self.slots
-        one_params = BatchParams(**{f: getattr(params, f)[k:k + 1] for f in params.__dataclass_fields__})
+        one_params = BatchParams(**{f: None if getattr(params, f) is None else getattr(params, f)[k:k + 1]
+                                    for f in params.__dataclass_fields__})
         try:
             pipe = build_pipeline(spec, paths, index_paths, lambda i: one_params)
             pipe.run()

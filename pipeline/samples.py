@@ -34,6 +34,7 @@ class SampleTable:
     entries: list[IndexedSample]  # [N]: the sample's index entry in its shard
     shards: list[str]            # tar URLs (absolute local paths or s3://)
     classes: list[tuple[int, str, str]]  # (label, class_name, prompt)
+    fragments: "Fragments | None" = None  # the stored streams' fragment tables (None: no sample has one)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -50,6 +51,67 @@ class SampleTable:
         """Source labels whose class name changes meaning under a horizontal flip (SSv2 left/right)."""
         names = {lb: name for lb, name, _ in self.classes}
         return sorted({s for s, lb in self.label_map().items() if flip_changes_label(names.get(lb, ""))})
+
+
+@dataclass
+class Fragments:
+    """Every sample's fragment table in flat arrays (sample i's fragments are [start[i], start[i] + count[i])),
+    so a batch's cut points are found with one vectorised search, whatever the videos' lengths."""
+
+    num_frames: np.ndarray   # int64 [N]: `num_frames` of the stored stream (= `{key}.nfr`)
+    start: np.ndarray        # int64 [N]
+    count: np.ndarray        # int64 [N]: 0 for a sample without a table (decoded uncut)
+    offsets: np.ndarray      # int64 [F]: byte offset of each fragment's moof box
+    frames: np.ndarray       # int64 [F]: first frame of each fragment
+
+    def __post_init__(self):
+        # (sample, frame) packed into one sorted key, so one searchsorted finds each sample's fragment
+        self._key = np.repeat(np.arange(len(self.count), dtype=np.int64), self.count) << 32 | self.frames
+
+    @classmethod
+    def from_columns(cls, keys, num_frames, offsets, frames, where: str = "split") -> "Fragments | None":
+        """From the split's / manifest's `num_frames`, `fragment_offsets`, `fragment_frames` (lists or None);
+        a row whose table is not increasing, or disagrees in length, is an error naming it."""
+        if all(o is None for o in offsets):
+            return None
+        count = np.zeros(len(keys), np.int64)
+        for row, (key, n, o, f) in enumerate(zip(keys, num_frames, offsets, frames)):
+            if o is None or f is None or n is None or not o:
+                continue                                    # no table: decoded whole
+            if len(o) != len(f) or np.any(np.diff(o) <= 0) or np.any(np.diff(f) <= 0) or f[0] < 0 or o[0] <= 0:
+                raise ValueError(f"{where} row {row} (key {key!r}): broken fragment table "
+                                 f"(offsets {o[:4]}..., frames {f[:4]}...)")
+            count[row] = len(o)
+        start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+        flat = [(o, f) for o, f, c in zip(offsets, frames, count) if c]
+        return cls(num_frames=np.array([n or 0 for n in num_frames], np.int64), start=start, count=count,
+                   offsets=np.fromiter((x for o, _ in flat for x in o), np.int64, int(count.sum())),
+                   frames=np.fromiter((x for _, f in flat for x in f), np.int64, int(count.sum())))
+
+    def cut(self, samples: np.ndarray, first_frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(init bytes, anchor byte, frame offset) per sample: decode `stream[:init] + stream[anchor:]`, whose
+        frame 0 is frame `offset` of the stream, the first frame of the last fragment starting at or before
+        `first_frame`. (0, 0, 0): the whole stream (no fragment table)."""
+        samples = np.asarray(samples, np.int64)
+        if len(self.offsets) == 0:
+            zero = np.zeros(len(samples), np.int64)
+            return zero, zero, zero.astype(np.int32)
+        want = samples << 32 | np.maximum(np.asarray(first_frame, np.int64), 0)
+        pos = np.searchsorted(self._key, want, side="right") - 1
+        has = (self.count[samples] > 0) & (pos >= self.start[samples])
+        last = len(self.offsets) - 1
+        init = np.where(has, self.offsets[np.minimum(self.start[samples], last)], 0)
+        pos = np.clip(pos, 0, last)
+        return init, np.where(has, self.offsets[pos], 0), np.where(has, self.frames[pos], 0).astype(np.int32)
+
+
+def _fragments(rows: pa.Table, where: str) -> Fragments | None:
+    cols = rows.column_names
+    if "fragment_offsets" not in cols or "fragment_frames" not in cols or "num_frames" not in cols:
+        return None
+    return Fragments.from_columns(rows.column("key").to_pylist(), rows.column("num_frames").to_pylist(),
+                                  rows.column("fragment_offsets").to_pylist(), rows.column("fragment_frames").to_pylist(),
+                                  where)
 
 
 def index_url(shard_url: str) -> str:
@@ -99,7 +161,7 @@ def from_split(url: str) -> SampleTable:
         keys=keys, shard=shard_idx,
         source_label=np.asarray(rows.column("source_label").to_pylist(), dtype=np.int64),
         label=np.asarray(rows.column("label").to_pylist(), dtype=np.int64),
-        entries=entries, shards=shards, classes=_classes(classes))
+        entries=entries, shards=shards, classes=_classes(classes), fragments=_fragments(rows, url))
 
 
 def from_manifest(store_url: str, shards: str | None = None, split: str | None = None) -> SampleTable:
@@ -125,7 +187,7 @@ def from_manifest(store_url: str, shards: str | None = None, split: str | None =
     classes = [(int(lb), str(n), str(n))
                for lb, n in zip(cls.column("label").to_pylist(), cls.column("class_name").to_pylist())]
     return SampleTable(keys=keys, shard=shard_idx, source_label=labels, label=labels.copy(),
-                       entries=entries, shards=shard_urls, classes=classes)
+                       entries=entries, shards=shard_urls, classes=classes, fragments=_fragments(table, where))
 
 
 def _classes(table: pa.Table) -> list[tuple[int, str, str]]:

@@ -57,6 +57,25 @@ def clip_indices(n: int, num_frames: int, sampling: str, stride: int, r: np.ndar
     raise ValueError(f"sampling must be 'dense' or 'segment', got {sampling!r}")
 
 
+def first_frames(r: np.ndarray, n: np.ndarray, num_frames: int, sampling: str, stride: int,
+                 train: bool) -> np.ndarray:
+    """The smallest frame index each row of a batch decodes (all its views), vectorised over the batch with the
+    graph's float32 arithmetic: `r` [S, V*T], `n` [S] frame counts. The loader cuts the stream there."""
+    r = np.asarray(r, np.float32)
+    n = np.asarray(n, np.int64)[:, None]
+    T = num_frames
+    slot = np.tile(np.arange(T, dtype=np.float32), r.shape[1] // T)[None]
+    if sampling == "dense":
+        delta = np.maximum(n - window_length(T, stride), 0)
+        span = (delta + 1 if train else delta).astype(np.float32)
+        idx = np.floor(r * span).astype(np.int64) + (slot * stride).astype(np.int64)
+    elif sampling == "segment":
+        idx = np.floor((slot + r) * n.astype(np.float32) / np.float32(T)).astype(np.int64)
+    else:
+        raise ValueError(f"sampling must be 'dense' or 'segment', got {sampling!r}")
+    return np.clip(idx, 0, np.maximum(n - 1, 0)).min(axis=1)
+
+
 def _clamp(idx: np.ndarray, n: int) -> np.ndarray:
     return np.clip(idx, 0, max(n - 1, 0)).astype(np.int64)
 
@@ -76,6 +95,11 @@ class BatchParams:
     crop_y: np.ndarray   # float32 [S] in [0, 1]
     flip: np.ndarray     # int32 [S] in {0, 1}: coin, before the per-class flip mask
     short: np.ndarray    # float32 [S]: target short side in pixels
+    # where to cut each stored stream (filled by the loader from the fragment tables; None: decode it whole):
+    # decode stream[:init] + stream[anchor:], whose frame 0 is frame `frame_offset` of the stream
+    init: np.ndarray | None = None          # int64 [S]: bytes of ftyp + moov (0: no cut)
+    anchor: np.ndarray | None = None        # int64 [S]
+    frame_offset: np.ndarray | None = None  # int32 [S]
 
 
 def batch_rng(seed: int, epoch: int, rank: int, batch: int) -> np.random.Generator:

@@ -33,6 +33,8 @@ MANIFEST_FIELDS = [
     pa.field("codec", pa.string()),
     pa.field("bytes", pa.int64()),           # of the stored stream ({key}.mp4)
     pa.field("sha256", pa.string()),         # of the stored stream
+    pa.field("fragment_offsets", pa.list_(pa.int64())),  # byte offset of each fragment (moof) in the stream
+    pa.field("fragment_frames", pa.list_(pa.int32())),   # index of each fragment's first frame
 ]
 
 # Dataset-specific columns. split1..3: the official split membership, "train" | "test" | "unused".
@@ -96,7 +98,9 @@ def write_table(store: Store, rel: str, table: pa.Table) -> None:
 def read_table(store: Store, rel: str) -> pa.Table:
     if not store.exists(rel):
         raise FileNotFoundError(f"{store.url_of(rel)} does not exist")
-    return pq.read_table(io.BytesIO(store.read_bytes(rel)))
+    # one thread: these tables are small, and Arrow's thread pool can abort a short-lived tool at exit
+    # ("terminate called without an active exception") when its workers outlive the interpreter
+    return pq.read_table(io.BytesIO(store.read_bytes(rel)), use_threads=False)
 
 
 def read_manifest(dir_or_url: str) -> pa.Table:

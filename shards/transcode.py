@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
@@ -19,6 +20,9 @@ import av.logging
 import numpy as np
 
 CODECS = ("vp9", "h264", "copy")
+# Fragmented MP4: every fragment (moof + mdat) starts at a keyframe, and `init + stream[moof_k:]` is itself a valid
+# MP4 whose first frame is fragment k's first frame; the pipeline uses that to skip the frames before a clip.
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
 # Streams `--codec copy` keeps as they are: DALI decodes them (VP9 on CPU and GPU, the rest on GPU).
 COPYABLE = ("vp9", "h264", "hevc", "av1")
 
@@ -55,6 +59,8 @@ class StreamInfo:
     codec: str
     bytes: int
     sha256: str
+    fragment_offsets: list[int]     # byte offset of each top-level `moof` box in the stored stream
+    fragment_frames: list[int]      # index of each fragment's first frame
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -172,7 +178,7 @@ def _transcode(container, opts: EncodeOptions) -> tuple[bytes, StreamInfo]:
     step = Fraction(1) / rate
     half = Fraction(1, 2)
     buf = io.BytesIO()
-    out = av.open(buf, "w", format="mp4")
+    out = av.open(buf, "w", format="mp4", options=FRAGMENTED)
     stream = None
     n_in = n_out = 0
     t0 = prev = prev_t = None
@@ -227,7 +233,8 @@ def _transcode(container, opts: EncodeOptions) -> tuple[bytes, StreamInfo]:
     data = buf.getvalue()
     info = StreamInfo(num_frames=n_out, fps=float(rate), source_fps=float(src_fps or 0.0),
                       width=stream.width, height=stream.height, duration_s=float(n_out * step),
-                      codec=opts.codec, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+                      codec=opts.codec, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                      **fragment_table(data))
     return data, info
 
 
@@ -245,7 +252,7 @@ def _remux(path: str) -> tuple[bytes, StreamInfo]:
     with _open(path) as c:
         src = c.streams.video[0]
         src_fps = _stream_fps(src) or 0.0
-        out = av.open(buf, "w", format="mp4")
+        out = av.open(buf, "w", format="mp4", options=FRAGMENTED)
         dst = out.add_stream_from_template(src)
         n = 0
         try:
@@ -268,5 +275,40 @@ def _remux(path: str) -> tuple[bytes, StreamInfo]:
     data = buf.getvalue()
     info = StreamInfo(num_frames=n, fps=src_fps, source_fps=src_fps, width=width, height=height,
                       duration_s=n / src_fps if src_fps else 0.0, codec=codec, bytes=len(data),
-                      sha256=hashlib.sha256(data).hexdigest())
+                      sha256=hashlib.sha256(data).hexdigest(), **fragment_table(data))
     return data, info
+
+
+def _boxes(data: bytes, start: int = 0, end: int | None = None):
+    """(type, offset, size) of the ISO-BMFF boxes laid out one after another in data[start:end]."""
+    end = len(data) if end is None else end
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:                       # 64-bit size follows the type
+            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        elif size == 0:                     # extends to the end
+            size = end - pos
+        if size < header or pos + size > end:
+            raise VideoError(f"broken MP4 box {kind!r} at byte {pos}")
+        yield kind.decode("latin-1"), pos, size, header
+        pos += size
+
+
+def fragment_table(data: bytes) -> dict:
+    """The fragment table of a fragmented MP4: each top-level `moof`'s byte offset and the index of its first frame
+    (frames counted from the `trun` sample counts). Empty lists for an MP4 that is not fragmented."""
+    offsets, frames = [], []
+    count = 0
+    for kind, pos, size, header in _boxes(data):
+        if kind != "moof":
+            continue
+        offsets.append(pos)
+        frames.append(count)
+        for k, p, s, h in _boxes(data, pos + header, pos + size):
+            if k == "traf":
+                for k2, p2, s2, h2 in _boxes(data, p + h, p + s):
+                    if k2 == "trun":        # full box: version + flags (4 bytes), then sample_count
+                        count += struct.unpack_from(">I", data, p2 + h2 + 4)[0]
+    return {"fragment_offsets": offsets, "fragment_frames": frames}

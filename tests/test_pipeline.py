@@ -506,3 +506,104 @@ def test_gpu_graph_is_wired_to_the_device_without_running_it():
             clips, labels, idx = define_graph(GraphSpec(device=device, label_map={0: 0}), ["x.tar"], ["x.idx"],
                                               lambda info: None)
         assert (clips.device, labels.device, idx.device) == (where, "cpu", "cpu")
+
+
+# ------------------------------------------------------------------------------- fragment cuts (seek by bytes)
+
+
+@pytest.fixture(scope="module")
+def long_ucf(tmp_path_factory):
+    """100-frame videos (7 fragments of 16 frames) converted by the shard store, and a split file over them."""
+    from shards.convert import convert_dataset
+    from shards.splits import Manifest, base2novel, write_plan
+    from shards.synthetic import make_ucf101
+
+    root = tmp_path_factory.mktemp("long")
+    make_ucf101(str(root / "src"), num_classes=2, groups=4, clips=1, width=64, height=48, num_frames=100,
+                quirks=False, seed=4)
+    convert_dataset("ucf101", str(root / "src"), str(root / "store"), workers=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_plan(base2novel(Manifest.load(str(root / "store")), shots=2, seed=0, num_train_sets=1),
+                   str(root / "splits"))
+    return {"store": str(root / "store"), "eval": str(root / "splits" / "base2novel" / "ucf101" / "eval_base.parquet")}
+
+
+def test_split_rows_carry_the_fragment_table(long_ucf):
+    from shards.manifest import read_manifest
+
+    manifest = {r["key"]: r for r in read_manifest(long_ucf["store"]).to_pylist()}
+    rows = _rows(long_ucf["eval"])
+    assert rows
+    for r in rows:
+        m = manifest[r["key"]]
+        assert r["fragment_offsets"] == m["fragment_offsets"] and r["fragment_frames"] == m["fragment_frames"]
+        assert m["fragment_frames"] == list(range(0, 100, 16))
+
+
+def test_training_windows_in_later_fragments_decode_as_uncut(long_ucf):
+    """Cutting each stream at the fragment before its window changes nothing but the work: the clips equal those
+    of the same loader decoding every stream from frame 0 (no fragment table), bit for bit."""
+    from dataclasses import replace
+
+    from pipeline.loader import VideoLoader
+    from pipeline.samples import load
+
+    cfg = LoaderConfig(**{**SMALL, "batch_size": 2}, seed=5)
+    table = load(long_ucf["store"])
+    cut, whole = VideoLoader(table, cfg), VideoLoader(replace(table, fragments=None), cfg)
+    offsets = []
+    for epoch in range(3):
+        cut.set_epoch(epoch)
+        whole.set_epoch(epoch)
+        plan = cut.plan(epoch)
+        for b, (x, y) in enumerate(zip(cut, whole)):
+            p = cut.graph_params(plan, epoch, b)
+            assert np.all(p.frame_offset <= x.frames.min(dim=1).values.numpy())
+            assert np.all(x.frames.min(dim=1).values.numpy() - p.frame_offset < 16)   # the fragment holding it
+            offsets += p.frame_offset.tolist()
+            assert x.keys == y.keys and torch.equal(x.frames, y.frames)
+            assert torch.equal(x.clips, y.clips)
+    assert max(offsets) >= 64 and min(offsets) == 0          # windows from the first to the last fragments
+
+
+def test_test_segments_in_later_fragments_match_pyav(long_ucf):
+    """Test mode, 2 segments of one view: the earliest frame is a quarter in, so every stream is cut; the pixels
+    are still PyAV's at the same indices."""
+    cfg = LoaderConfig(**{**SMALL, "crop_size": 48, "batch_size": 2, "num_frames": 2}, sampling="segment",
+                       train=False, num_views=1)
+    loader = build_loader(long_ucf["store"], cfg)
+    t = loader.table
+    entries = {k: (t.shards[s], e) for k, s, e in zip(t.keys, t.shard, t.entries)}
+    plan = loader.plan(0)
+    checked = 0
+    for b, batch in enumerate(loader):
+        assert np.all(loader.graph_params(plan, 0, b).frame_offset == 16)     # frame 25 is in fragment 16..31
+        got = _denorm(batch.clips)
+        for i, key in enumerate(batch.keys):
+            if not batch.valid[i]:
+                continue
+            ref = _pyav_frames(_member(*entries[key]))
+            idx = batch.frames[i].numpy()
+            assert idx.tolist() == [25, 75]
+            want = ref[idx][:, :, 8:56].astype(np.float32)
+            diff = np.abs(got[i] - want)
+            assert diff.mean() < 3.0 and np.percentile(diff, 99) <= 32, (key, diff.mean())
+            assert np.abs(got[i] - ref[idx - 9][:, :, 8:56]).mean() > diff.mean()
+            checked += 1
+    assert checked == len(t) == 8
+
+
+def test_fragment_cut_arithmetic():
+    """The last fragment starting at or before each sample's first frame; samples without a table stay whole."""
+    from pipeline.samples import Fragments
+
+    f = Fragments.from_columns(["a", "b", "c"], [40, 20, 50], [[100, 900, 2000], None, [80, 500]],
+                               [[0, 16, 32], None, [0, 24]])
+    init, anchor, offset = f.cut(np.array([0, 0, 0, 0, 1, 2, 2, 2]), np.array([0, 15, 16, 39, 7, 23, 24, 49]))
+    assert init.tolist() == [100, 100, 100, 100, 0, 80, 80, 80]
+    assert anchor.tolist() == [100, 100, 900, 2000, 0, 80, 500, 500]
+    assert offset.tolist() == [0, 0, 16, 32, 0, 0, 24, 24]
+    assert Fragments.from_columns(["a"], [40], [None], [None]) is None
+    with pytest.raises(ValueError, match=r"row 1 \(key 'b'\): broken fragment table"):
+        Fragments.from_columns(["a", "b"], [40, 40], [[100], [100, 90]], [[0], [0, 16]])

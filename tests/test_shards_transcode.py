@@ -85,3 +85,35 @@ def test_reject_reasons(tmp_path):
         assert str(e.value).startswith(reason) and str(tmp_path) not in str(e.value)
     with pytest.raises(ValueError, match="codec"):
         EncodeOptions(codec="av1")
+
+
+def _keyframes(data: bytes) -> list[int]:
+    with av.open(io.BytesIO(data)) as c:
+        packets = [p for p in c.demux(video=0) if p.size]
+    return [i for i, p in enumerate(packets) if p.is_keyframe]
+
+
+@pytest.mark.parametrize("codec", ["vp9", "h264", "copy"])
+def test_fragment_table_matches_keyframe_packets(tmp_path, codec):
+    """The stored MP4 is fragmented at every keyframe; the table names each fragment's moof box and first frame,
+    and `stream[:first moof] + stream[moof_k:]` decodes to the frames from fragment k's first frame on."""
+    path = str(tmp_path / "v.avi")
+    write_video(path, render(1, "x", np.random.default_rng(3), 64, 48, 70), fps=30)
+    if codec == "copy":                      # keep a VP9 stream with a keyframe every 8 frames as it is
+        vp9, _ = transcode(path, EncodeOptions(codec="vp9", keyframe_interval=8))
+        path = str(tmp_path / "vp9.mp4")
+        with open(path, "wb") as f:
+            f.write(vp9)
+    data, info = transcode(path, EncodeOptions(codec=codec))
+    keys = _keyframes(data)
+    assert info.fragment_frames == keys
+    assert keys == list(range(0, info.num_frames, 8 if codec == "copy" else 16))
+    assert len(info.fragment_offsets) == len(keys) >= 2
+    assert all(data[o + 4:o + 8] == b"moof" for o in info.fragment_offsets)
+    full = _frames(data)
+    assert len(full) == info.num_frames
+    init = info.fragment_offsets[0]
+    for offset, first in zip(info.fragment_offsets, info.fragment_frames):
+        cut = _frames(data[:init] + data[offset:])
+        assert len(cut) == info.num_frames - first
+        assert np.array_equal(cut[0], full[first]) and np.array_equal(cut[-1], full[-1])

@@ -28,6 +28,8 @@ ROW_SCHEMA = pa.schema([
     pa.field("dataset", pa.string()),
     pa.field("video_id", pa.string()),
     pa.field("num_frames", pa.int32()),
+    pa.field("fragment_offsets", pa.list_(pa.int64())),  # the stored stream's fragment table (null: not
+    pa.field("fragment_frames", pa.list_(pa.int32())),   # fragmented); the pipeline decodes from a fragment
 ])
 CLASS_SCHEMA = pa.schema([
     pa.field("label", pa.int32()),
@@ -35,6 +37,7 @@ CLASS_SCHEMA = pa.schema([
     pa.field("prompt", pa.string()),
     pa.field("source_label", pa.int32()),
 ])
+_FRAGMENTS = ("fragment_offsets", "fragment_frames")   # optional: stores written before fragmented MP4 lack them
 _COLUMNS = ("key", "shard", "offset", "size", "label", "class_name", "dataset", "video_id", "num_frames", "split")
 
 
@@ -69,7 +72,8 @@ class Manifest:
         elif names and names != [dataset]:
             raise SplitError(f"{self.store.url_of(MANIFEST)}: is a manifest of {names}, not {dataset!r}")
         self.dataset = dataset
-        keep = [c for c in table.column_names if c in _COLUMNS or c in ("time_start", "split1", "split2", "split3")]
+        keep = [c for c in table.column_names if c in _COLUMNS or c in ("time_start", "split1", "split2", "split3")
+                + _FRAGMENTS]
         self.col = table.select(keep).to_pydict()
         self.n = table.num_rows
         self.classes: list[tuple[int, str]] = sorted(zip(classes.column("label").to_pylist(),
@@ -145,6 +149,8 @@ class SplitFile:
             "video_id": [m.col["video_id"][i] for i in rows],
             "num_frames": [m.col["num_frames"][i] for i in rows],
         }
+        for c in _FRAGMENTS:
+            data[c] = [m.col[c][i] for i in rows] if c in m.col else [None] * len(rows)
         md = {b"classes_file": f"{self.classes_name}.parquet".encode()}
         md.update({k.encode(): str(v).encode() for k, v in meta.items()})
         return pa.Table.from_pydict(data, schema=ROW_SCHEMA.with_metadata(md))
