@@ -3,7 +3,8 @@
 
 For each setting it prints transcoding videos/s per core (one process, one encoder thread), bytes
 per video, and the time to decode one training clip (8 frames, stride 16, random start) from the
-stored stream with PyAV and, for VP9, with DALI's CPU decoder. Test videos are generated (moving
+stored stream with PyAV and, for VP9, with DALI's CPU decoder on the stream cut at the fragment before the
+clip, as the pipeline does. Test videos are generated (moving
 shapes over a moving noise texture), so absolute bytes are lower than for real footage.
 
     python tools/bench_shards.py --videos 4 --seconds 10 --size 340x256 --intervals 8,16,32
@@ -22,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards.synthetic import render, write_video  # noqa: E402
-from shards.transcode import EncodeOptions, quiet_ffmpeg, transcode  # noqa: E402
+from shards.transcode import EncodeOptions, fragment_table, quiet_ffmpeg, transcode  # noqa: E402
 
 
 def make_sources(folder: str, n: int, width: int, height: int, frames: int) -> list[str]:
@@ -70,11 +71,22 @@ def pyav_clip(video: bytes, starts: list[int], keyint: int, num: int = 8, stride
     return total / len(starts)
 
 
+def cut_at(video: bytes, start: int) -> tuple[bytes, int]:
+    """The stream as the pipeline hands it to DALI: init segment + the bytes from the fragment at or before
+    `start` (README, 'Why the streams are cut'); returns (bytes, start within them)."""
+    table = fragment_table(video)
+    offsets, frames = table["fragment_offsets"], table["fragment_frames"]
+    if not offsets:
+        return video, start
+    k = max(i for i, f in enumerate(frames) if f <= start)
+    return video[:offsets[0]] + video[offsets[k]:], start - frames[k]
+
+
 def dali_clip(videos: list[bytes], starts: list[list[int]], num: int = 8, stride: int = 16) -> float:
     """Mean seconds per clip for DALI's CPU decoder (batch of 1, one thread), after a warm-up."""
     from nvidia.dali import fn, pipeline_def, types
 
-    items = [(v, s) for v, ss in zip(videos, starts) for s in ss]
+    items = [cut_at(v, s) for v, ss in zip(videos, starts) for s in ss]
     it = iter(items * 2)
 
     def source():
