@@ -255,3 +255,35 @@ def split_paths(cfg: DataConfig) -> dict:
         d = f"{root}/cross/{ds}"
         evals[ds] = {str(i): f"{d}/eval_{i}.parquet" for i in (1, 2, 3)} | {"full": f"{d}/eval_full.parquet"}
     return {"train": f"{root}/cross/{cfg.dataset}/train.parquet", "eval": evals}
+
+
+# ------------------------------------------------ what the recipe and evaluation derive from a config
+def loader_config(cfg: Config, *, train: bool, batch_size: int, device: str):
+    """The pipeline's LoaderConfig for this run (imported here: the pipeline pulls in DALI)."""
+    from pipeline.loader import LoaderConfig
+    d = cfg.data
+    return LoaderConfig(device=device, num_frames=d.num_frames, sampling=d.sampling, frame_stride=d.frame_stride,
+                        batch_size=batch_size, train=train, num_views=d.num_views, crop_size=d.crop_size,
+                        short_side_range=tuple(d.short_side_range), flip=d.flip, dtype="fp32", seed=cfg.train.seed,
+                        num_threads=d.num_threads, prefetch=d.prefetch)
+
+
+def loader_device(cfg: Config, accelerator) -> str:
+    """The pipeline's device: as configured, or the accelerator's (`auto`)."""
+    if cfg.data.device != "auto":
+        return cfg.data.device
+    return "gpu" if accelerator.device.type == "cuda" else "cpu"
+
+
+def quick_gelu(cfg: Config) -> bool:
+    """OpenAI's CLIP weights use QuickGELU; so does every model fine-tuned from them."""
+    return cfg.model.pretrained == "openai" or "quickgelu" in cfg.model.clip.lower()
+
+
+def check_crop(model, cfg: Config) -> None:
+    """The ViT's positional embedding fixes the input size: fail early, naming both settings."""
+    size = model.student.clip.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    if cfg.data.crop_size != size:
+        raise ConfigError(f"data.crop_size={cfg.data.crop_size} but {cfg.model.clip} takes {size}x{size} images; "
+                          f"set data.crop_size={size}")

@@ -31,7 +31,8 @@ if __package__ in (None, ""):  # `python model/evaluate.py` runs this file as a 
 import torch
 from tqdm import tqdm
 
-from model.config import Config, ConfigError, load_config, split_paths
+from model.config import (Config, ConfigError, check_crop, load_config, loader_config, loader_device, quick_gelu,
+                          split_paths)
 
 
 # ----------------------------------------------------------------------------------------------------------- metrics
@@ -204,7 +205,6 @@ def resolve_weights(cfg: Config) -> Path:
 def build_eval_model(cfg: Config, weights: Path | None):
     """zero-shot: the original CLIP as the frozen teacher; else the student CLIP loaded from `weights`."""
     from model.froster import Froster
-    from model.train import quick_gelu
     m = cfg.model
     if weights is None:
         return Froster.build(m.clip, m.pretrained, m.checkpoint, temporal=m.temporal, boundary=m.boundary,
@@ -225,7 +225,6 @@ def evaluate_split(model, url: str, cfg: Config, accelerator, zero_shot: bool) -
     """Score one split file: every rank predicts its share, view logits are summed, ranks merged."""
     from pipeline.loader import build_loader
     from model import prompts
-    from model.train import loader_config, loader_device
     loader = build_loader(url, loader_config(cfg, train=False, batch_size=cfg.eval.batch_size,
                                              device=loader_device(cfg, accelerator)),
                           rank=accelerator.process_index, world_size=accelerator.num_processes)
@@ -254,7 +253,6 @@ def run(cfg: Config, accelerator=None, out_dir: str | Path | None = None) -> dic
             weights = resolve_weights(cfg)  # may write the average once
         accelerator.wait_for_everyone()
         weights = resolve_weights(cfg)
-    from model.train import check_crop
     model = build_eval_model(cfg, weights)
     check_crop(model, cfg)
     model = model.to(accelerator.device).eval()

@@ -42,41 +42,12 @@ from tqdm import tqdm
 
 from model import evaluate, prompts
 from model.clip import export_clip
-from model.config import Config, ConfigError, accumulation_steps, load_config, scaled_lr, split_paths
+from model.config import (Config, ConfigError, accumulation_steps, check_crop, load_config, loader_config,
+                          loader_device, quick_gelu, scaled_lr, split_paths)
 from model.froster import Froster
 
 
 # --------------------------------------------------------------------------------------------------- small pieces
-def loader_config(cfg: Config, *, train: bool, batch_size: int, device: str):
-    """The pipeline's LoaderConfig for this run (imported here: the pipeline pulls in DALI)."""
-    from pipeline.loader import LoaderConfig
-    d = cfg.data
-    return LoaderConfig(device=device, num_frames=d.num_frames, sampling=d.sampling, frame_stride=d.frame_stride,
-                        batch_size=batch_size, train=train, num_views=d.num_views, crop_size=d.crop_size,
-                        short_side_range=tuple(d.short_side_range), flip=d.flip, dtype="fp32", seed=cfg.train.seed,
-                        num_threads=d.num_threads, prefetch=d.prefetch)
-
-
-def loader_device(cfg: Config, accelerator: Accelerator) -> str:
-    if cfg.data.device != "auto":
-        return cfg.data.device
-    return "gpu" if accelerator.device.type == "cuda" else "cpu"
-
-
-def quick_gelu(cfg: Config) -> bool:
-    """OpenAI's CLIP weights use QuickGELU; so does every model fine-tuned from them."""
-    return cfg.model.pretrained == "openai" or "quickgelu" in cfg.model.clip.lower()
-
-
-def check_crop(model: Froster, cfg: Config) -> None:
-    """The ViT's positional embedding fixes the input size: fail early, naming both settings."""
-    size = model.student.clip.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    if cfg.data.crop_size != size:
-        raise ConfigError(f"data.crop_size={cfg.data.crop_size} but {cfg.model.clip} takes {size}x{size} images; "
-                          f"set data.crop_size={size}")
-
-
 def param_groups(model: Froster, weight_decay: float) -> list[dict]:
     """AdamW groups: weight decay on matrices only; none on 1-D (and 0-D) parameters: norms, biases, scales."""
     decay, no_decay = [], []

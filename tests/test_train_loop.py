@@ -242,7 +242,8 @@ def test_checkpoint_round_trip(data, tmp_path):
 def _round_trip(acc, cfg, data, tmp_path):
     from model import prompts
     from model.froster import Froster
-    from model.train import load_checkpoint, loader_config, param_groups, save_checkpoint
+    from model.config import loader_config
+    from model.train import load_checkpoint, param_groups, save_checkpoint
     from pipeline.loader import build_loader
 
     loader = build_loader(str(data / "splits/base2novel/ucf101/train_s1.parquet"),
