@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from . import manifest as mf
+from .cli import Failure
 from .records import VideoRecord
 from .sources import load
 from .storage import Store
@@ -38,6 +39,14 @@ from .writer import ShardBuilder, sample_members, shard_name
 WORK = "_work"
 SETTINGS = f"{WORK}/settings.json"
 DEFAULT_KEYFRAME_INTERVAL = 16
+
+
+class SettingError(ValueError):
+    """A conversion setting that cannot be used (a size, a part, a limit); the message names it."""
+
+
+class ConversionError(Failure, RuntimeError):
+    """The output folder cannot take this conversion (other settings, other videos, unfinished parts)."""
 
 
 @dataclass
@@ -80,7 +89,7 @@ def parse_size(text: str | int) -> int:
         return text
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?)b?\s*", str(text).lower())
     if not m:
-        raise ValueError(f"cannot read size {text!r}; write e.g. 512MB, 2GB, 64MiB")
+        raise SettingError(f"cannot read size {text!r}; write e.g. 512MB, 2GB, 64MiB")
     base = 1024 if m.group(3) else 1000
     return int(float(m.group(1)) * base ** " kmgt".index(m.group(2) or " "))
 
@@ -92,11 +101,11 @@ def parse_part(part: str | tuple[int, int] | None) -> tuple[int, int]:
     if isinstance(part, str):
         m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", part)
         if not m:
-            raise ValueError(f"--part must look like I/N (e.g. 3/8), got {part!r}")
+            raise SettingError(f"--part must look like I/N (e.g. 3/8), got {part!r}")
         part = int(m.group(1)), int(m.group(2))
     i, n = part
     if not 1 <= i <= n:
-        raise ValueError(f"--part I/N needs 1 <= I <= N, got {i}/{n}")
+        raise SettingError(f"--part I/N needs 1 <= I <= N, got {i}/{n}")
     return i, n
 
 
@@ -219,6 +228,12 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
     opts = EncodeOptions(codec=codec, fps=float(fps), short_side=int(short_side),
                          keyframe_interval=int(keyframe_interval))
     max_bytes = parse_size(shard_size)
+    if max_bytes <= 0:
+        raise SettingError(f"the shard size must be positive, got {shard_size!r}")
+    if limit is not None and limit < 1:
+        raise SettingError(f"--limit must be at least 1 (videos per split), got {limit}")
+    if workers is not None and workers < 1:
+        raise SettingError(f"--workers must be at least 1, got {workers}")
     workers = workers or os.cpu_count() or 1
 
     index = load(dataset, root, splits)
@@ -272,7 +287,7 @@ def _resume_point(store: Store, split: str, records: list[VideoRecord], part: tu
         rows, rejects, consumed = frag
         expected = sorted(r.key for r in records[done:done + consumed])
         if expected != sorted(row["key"] for row in rows + rejects):
-            raise RuntimeError(f"{store.url}: the finished shard {_shard_number(split, k, part)} holds other videos "
+            raise ConversionError(f"{store.url}: the finished shard {_shard_number(split, k, part)} holds other videos "
                                "than this run would write there; convert into a fresh --out")
         _count(summary, rows, rejects, has_tar=bool(rows))
         summary.resumed_shards += 1
@@ -344,7 +359,7 @@ def _check_settings(store: Store, settings: dict) -> None:
         diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
         if diff:
             shown = {k: v for k, v in diff.items() if k != "classes"} or {"classes": "differ"}
-            raise RuntimeError(f"{store.url} already holds a conversion with other settings "
+            raise ConversionError(f"{store.url} already holds a conversion with other settings "
                                f"(was, now): {shown}; use the same settings to resume, or a fresh --out")
     else:
         store.write_bytes(SETTINGS, json.dumps(settings, sort_keys=True, indent=1).encode())
@@ -384,7 +399,7 @@ def merge(out: str) -> tuple[pa.Table, pa.Table]:
     n = settings["parts"]
     missing = [i for i in range(1, n + 1) if not store.exists(f"{WORK}/part-{i}-of-{n}.done")]
     if missing:
-        raise RuntimeError(f"cannot merge {store.url}: parts {missing} of {n} have not finished")
+        raise ConversionError(f"cannot merge {store.url}: parts {missing} of {n} have not finished")
     names = [f for f in store.list(WORK) if f.endswith(".manifest.parquet")]
     split_order = {s: i for i, s in enumerate(settings["splits"])}
     rows, rejects = [], []

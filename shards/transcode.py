@@ -31,6 +31,10 @@ class VideoError(Exception):
     """One video cannot become a sample; `str(e)` is the reject reason ("decode error at frame 17: ...")."""
 
 
+class OptionsError(ValueError):
+    """Encode options that cannot be used (an unknown codec, a non-positive frame rate...)."""
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     codec: str = "vp9"
@@ -43,9 +47,9 @@ class EncodeOptions:
 
     def __post_init__(self):
         if self.codec not in CODECS:
-            raise ValueError(f"codec must be one of {CODECS}, got {self.codec!r}")
+            raise OptionsError(f"codec must be one of {CODECS}, got {self.codec!r}")
         if self.fps <= 0 or self.short_side < 2 or self.keyframe_interval < 1:
-            raise ValueError(f"invalid encode options {self}")
+            raise OptionsError(f"invalid encode options {self}")
 
 
 @dataclass
