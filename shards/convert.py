@@ -27,6 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import manifest as mf
 from .cli import Failure
@@ -390,7 +391,9 @@ def _fragment(store: Store, name: str):
 def merge(out: str) -> tuple[pa.Table, pa.Table]:
     """Combine the fragments of all parts into `manifest.parquet`, `rejects.parquet` and `classes.parquet`.
 
-    Rows are ordered by split (in the dataset's order), shard, then offset. Raises when a part is missing.
+    Rows are ordered by split (in the dataset's order), shard, then offset; rejects by split, then key.
+    Raises when a part is missing. The sort is Arrow's (`Table.sort_by`, stable) on one combined chunk:
+    linear in the fragments (2000 fragments x 480 rows: see README, "Converting datasets").
     """
     store = Store(out, tmp_name="_tmp/merge")
     if not store.exists(SETTINGS):
@@ -401,23 +404,28 @@ def merge(out: str) -> tuple[pa.Table, pa.Table]:
     if missing:
         raise ConversionError(f"cannot merge {store.url}: parts {missing} of {n} have not finished")
     names = [f for f in store.list(WORK) if f.endswith(".manifest.parquet")]
-    split_order = {s: i for i, s in enumerate(settings["splits"])}
     rows, rejects = [], []
     for rel in names:
         rows.append(mf.read_table(store, rel).replace_schema_metadata(None))
         rejects.append(mf.read_table(store, rel.replace(".manifest.", ".rejects.")))
     schema = mf.manifest_schema(settings["dataset"], {k: v for k, v in settings.items() if k != "classes"})
-    manifest = pa.concat_tables([t.cast(schema.remove_metadata()) for t in rows]) if rows else \
-        mf.rows_to_table([], schema)
-    order = sorted(range(manifest.num_rows), key=lambda i: (
-        split_order.get(manifest["split"][i].as_py(), 0), manifest["shard"][i].as_py(), manifest["offset"][i].as_py()))
-    manifest = manifest.take(pa.array(order, pa.int64())).replace_schema_metadata(schema.metadata)
-    rej = pa.concat_tables(rejects) if rejects else mf.rows_to_table([], mf.reject_schema())
-    rej_order = sorted(range(rej.num_rows), key=lambda i: (
-        split_order.get(rej["split"][i].as_py(), 0), rej["key"][i].as_py()))
-    rej = rej.take(pa.array(rej_order, pa.int64()))
+    plain = schema.remove_metadata()
+    manifest = pa.concat_tables([t.cast(plain) for t in rows]) if rows else plain.empty_table()
+    manifest = sort_rows(manifest, settings["splits"], ["shard", "offset"]).replace_schema_metadata(schema.metadata)
+    rej = pa.concat_tables(rejects) if rejects else mf.reject_schema().empty_table()
+    rej = sort_rows(rej, settings["splits"], ["key"])
     mf.write_table(store, mf.CLASSES, mf.classes_table(settings["classes"]))
     mf.write_table(store, mf.REJECTS, rej)
     mf.write_table(store, mf.MANIFEST, manifest)
     store.clean_tmp()
     return manifest, rej
+
+
+def sort_rows(table: pa.Table, split_order: list[str], then: list[str]) -> pa.Table:
+    """`table` in one chunk, sorted by the rank of its `split` in `split_order` (unknown splits rank 0), then
+    by the columns `then`."""
+    table = table.combine_chunks()
+    rank = pc.fill_null(pc.index_in(table["split"], value_set=pa.array(split_order, pa.string())), 0)
+    keyed = table.append_column("__split_rank", rank)
+    order = pc.sort_indices(keyed, sort_keys=[("__split_rank", "ascending")] + [(c, "ascending") for c in then])
+    return table.take(order)
