@@ -10,6 +10,11 @@ when its fragment `_work/{shard}.manifest.parquet` exists (written after the tar
 skips the records of done shards and resumes with the next shard, exactly where an uninterrupted run
 would be. `--part I/N` keeps the records whose key hashes to I and numbers its shards I-1, I-1+N, ...,
 so N machines write disjoint shards into one `--out`; the last part to finish (or `merge`) writes the manifests.
+
+One live run per part: each part holds the lock `_work/part-I-of-N.lock` (see `shards.lock`: host, PID, start
+time; a lock left by a killed run is taken over), and `merge` holds `_work/merge.lock`. The lock is taken
+before anything is written, so a refused run changes nothing. Worker processes die with their parent
+(`shards.orphans`), and a run first removes the scratch files its killed predecessor left.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ import pyarrow.compute as pc
 
 from . import manifest as mf
 from .cli import Failure
+from .lock import RunLock
+from .orphans import die_with_parent
 from .records import VideoRecord
 from .sources import load
 from .storage import Store
@@ -143,8 +150,14 @@ def _work(args: tuple[VideoRecord, EncodeOptions]):
 CRASHED = "decode error at frame 0: the decoder crashed (its worker process died)"
 
 
+def _init_worker(parent_pid: int) -> None:
+    die_with_parent(parent_pid)   # a kill -9 of make_shards takes its workers (and so the resource tracker) along
+    quiet_ffmpeg()
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=quiet_ffmpeg)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(os.getpid(),))
 
 
 def _isolated(record: VideoRecord, opts: EncodeOptions):
@@ -242,15 +255,29 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
     settings = {"dataset": dataset, "codec": codec, "fps": opts.fps, "short_side": opts.short_side,
                 "keyframe_interval": opts.keyframe_interval, "shard_size": max_bytes, "splits": index.splits,
                 "limit": limit, "seed": seed, "parts": part_n, "classes": index.classes}
-    _check_settings(store, settings)
-    store.clean_tmp()
+    with part_lock(store, part_i, part_n):
+        _check_settings(store, settings)
+        store.clean_tmp()    # scratch files of a killed run of this part (the lock says none is live)
+        summary = _convert_locked(store, dataset, index, (part_i, part_n), opts, max_bytes, workers, seed, limit,
+                                  progress)
+    summary.elapsed_s = time.time() - start
+    return summary
 
+
+def part_lock(store: Store, part_i: int, part_n: int) -> RunLock:
+    """The lock of one part of a conversion into `store`: `--part` runs share `--out`, each holds its own."""
+    what = store.url if part_n == 1 else f"{store.url} (part {part_i}/{part_n})"
+    return RunLock(store.url_of(f"{WORK}/part-{part_i}-of-{part_n}.lock"), what=what)
+
+
+def _convert_locked(store, dataset, index, part, opts, max_bytes, workers, seed, limit, progress) -> ConvertSummary:
+    part_i, part_n = part
     ordered = order_records(index.records, index.splits, seed, limit)
     summary = ConvertSummary(dataset, store.url)
     plan = []  # (split, number of its done shards in this part, records still to do)
     for split in index.splits:
         mine = [r for r in ordered[split] if in_part(r.key, part_i, part_n)]
-        done_shards, done_records = _resume_point(store, split, mine, (part_i, part_n), summary)
+        done_shards, done_records = _resume_point(store, split, mine, part, summary)
         plan.append((split, done_shards, mine[done_records:]))
 
     todo = sum(len(records) for _, _, records in plan)
@@ -258,8 +285,7 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
     try:
         for split, k, records in plan:
             if records:
-                _convert_split(store, dataset, split, k, records, (part_i, part_n), opts, max_bytes, workers,
-                               summary, bar)
+                _convert_split(store, dataset, split, k, records, part, opts, max_bytes, workers, summary, bar)
     finally:
         if bar is not None:
             bar.close()
@@ -270,7 +296,6 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
         merge(store.url)   # the last part to finish writes the manifests
         summary.merged = True
     store.clean_tmp()
-    summary.elapsed_s = time.time() - start
     return summary
 
 
@@ -392,12 +417,17 @@ def merge(out: str) -> tuple[pa.Table, pa.Table]:
     """Combine the fragments of all parts into `manifest.parquet`, `rejects.parquet` and `classes.parquet`.
 
     Rows are ordered by split (in the dataset's order), shard, then offset; rejects by split, then key.
-    Raises when a part is missing. The sort is Arrow's (`Table.sort_by`, stable) on one combined chunk:
+    Raises when a part is missing. The sort is Arrow's stable `sort_indices` on one combined chunk:
     linear in the fragments (2000 fragments x 480 rows: see README, "Converting datasets").
     """
     store = Store(out, tmp_name="_tmp/merge")
     if not store.exists(SETTINGS):
         raise FileNotFoundError(f"{store.url_of(SETTINGS)} not found: {store.url} holds no conversion")
+    with RunLock(store.url_of(f"{WORK}/merge.lock"), what=f"{store.url} (merge)"):
+        return _merge_locked(store)
+
+
+def _merge_locked(store: Store) -> tuple[pa.Table, pa.Table]:
     settings = json.loads(store.read_bytes(SETTINGS))
     n = settings["parts"]
     missing = [i for i in range(1, n + 1) if not store.exists(f"{WORK}/part-{i}-of-{n}.done")]

@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
 from shards.convert import (DEFAULT_KEYFRAME_INTERVAL, SettingError, convert_dataset, merge,  # noqa: E402
                             parse_part, parse_size)
+from shards.orphans import owned_tempdir, sweep_tempdirs  # noqa: E402
 from shards.sources import DATASETS  # noqa: E402
+
+DEMO_PREFIX = "frostline-make-shards-"
 
 
 def _checked(parse, what: str):
@@ -107,7 +109,8 @@ def main(argv=None) -> int:
     if args.dataset is None and args.root is None:
         from shards.synthetic import make_ucf101
 
-        scratch = tempfile.TemporaryDirectory(prefix="frostline-")
+        sweep_tempdirs(DEMO_PREFIX)     # the generated datasets of killed runs
+        scratch = owned_tempdir(DEMO_PREFIX)
         args.dataset, args.root = "ucf101", os.path.join(scratch.name, "ucf101")
         args.out = args.out or "demo_out/shards"
         syn = make_ucf101(args.root, num_classes=8, groups=8, clips=2, learnable=True, quirks=False,
