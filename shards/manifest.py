@@ -95,12 +95,16 @@ def write_table(store: Store, rel: str, table: pa.Table) -> None:
     store.write_bytes(rel, table_bytes(table))
 
 
-def read_table(store: Store, rel: str) -> pa.Table:
-    if not store.exists(rel):
+def read_table(store: Store, rel: str, check: bool = True) -> pa.Table:
+    """One Parquet file of `store`. `check=False` skips the existence check (one request less on S3) when
+    the caller just listed the file; a missing file then still raises FileNotFoundError naming it."""
+    if check and not store.exists(rel):
         raise FileNotFoundError(f"{store.url_of(rel)} does not exist")
     # one thread: these tables are small, and Arrow's thread pool can abort a short-lived tool at exit
     # ("terminate called without an active exception") when its workers outlive the interpreter
-    return pq.read_table(io.BytesIO(store.read_bytes(rel)), use_threads=False)
+    # ParquetFile.read: a third of read_table's cost on small files (no dataset layer), which a merge of
+    # thousands of fragments feels
+    return pq.ParquetFile(pa.BufferReader(store.read_bytes(rel))).read(use_threads=False)
 
 
 def read_manifest(dir_or_url: str) -> pa.Table:
