@@ -42,7 +42,7 @@ from .records import VideoRecord
 from .sources import load
 from .storage import Store
 from .transcode import EncodeOptions, StreamInfo, VideoError, quiet_ffmpeg, transcode
-from .writer import ShardBuilder, sample_members, shard_name
+from .writer import ShardBuilder, sample_members, shard_name, tar_bytes
 
 WORK = "_work"
 SETTINGS = f"{WORK}/settings.json"
@@ -343,7 +343,7 @@ def _convert_split(store, dataset, split, k, records, part, opts, max_bytes, wor
             else:
                 meta = manifest_row(record, info)
                 members = sample_members(record.key, data, meta, record.label, info.num_frames)
-                need = sum(512 + -(-len(d) // 512) * 512 for _, d in members)
+                need = tar_bytes(members)
                 if builder is not None and builder.nbytes + need > max_bytes:
                     close()
                 if builder is None:

@@ -17,7 +17,7 @@ variables (including `AWS_ENDPOINT_URL`). A local file is written under a tempor
 an S3 object only becomes visible when its upload completes.
 
 Errors keep their type (FileNotFoundError, PermissionError, ...) but always name the URL they were about:
-s3fs raises `PermissionError("Forbidden")` with no name, so `_naming` sets `filename` (OSError) or `url`
+s3fs raises `PermissionError("Forbidden")` with no name, so `naming` sets `filename` (OSError) or `url`
 (other errors, such as botocore's EndpointConnectionError) before re-raising. `shards.cli` prints it.
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ def url_to_fs(url: str):
 
 
 @contextlib.contextmanager
-def _naming(url: str):
+def naming(url: str):
     """Re-raise any error with the URL it was about (see the module docstring)."""
     try:
         yield
@@ -89,21 +89,21 @@ def _retrying(call, url: str):
 
 
 def exists(url: str) -> bool:
-    with _naming(url):
+    with naming(url):
         fs, path = url_to_fs(url)
         _fresh(fs, path, url)
         return fs.exists(path)
 
 
 def read_bytes(url: str, start: int | None = None, end: int | None = None) -> bytes:
-    with _naming(url):
+    with naming(url):
         fs, path = url_to_fs(url)
         return fs.cat_file(path, start=start, end=end)
 
 
 def write_bytes(url: str, data: bytes) -> None:
     """Write `url` atomically: readers see the old file or the whole new one, never a part."""
-    with _naming(url):
+    with naming(url):
         fs, path = url_to_fs(url)
         if is_remote(url):
             _retrying(lambda: fs.pipe_file(path, data), url)
@@ -123,7 +123,7 @@ def write_bytes(url: str, data: bytes) -> None:
 
 def create_bytes(url: str, data: bytes) -> None:
     """Create `url` only if it does not exist yet (FileExistsError otherwise); atomic on local disk and S3."""
-    with _naming(url):
+    with naming(url):
         fs, path = url_to_fs(url)
         if is_remote(url):
             fs.pipe_file(path, data, mode="create")
@@ -135,14 +135,14 @@ def create_bytes(url: str, data: bytes) -> None:
 
 
 def remove(url: str) -> None:
-    with _naming(url), contextlib.suppress(FileNotFoundError):
+    with naming(url), contextlib.suppress(FileNotFoundError):
         fs, path = url_to_fs(url)
         fs.rm_file(path)
 
 
 def list_files(url: str) -> list[str]:
     """Names of the files directly inside folder `url` (sorted; [] when the folder does not exist)."""
-    with _naming(url):
+    with naming(url):
         fs, path = url_to_fs(url)
         _fresh(fs, path, url)
         if not fs.exists(path):
@@ -153,7 +153,7 @@ def list_files(url: str) -> list[str]:
 
 def put_file(local_file: str, url: str) -> None:
     """Move a finished local file to `url`: a rename on local disk, one upload (then delete) for S3."""
-    with _naming(url):
+    with naming(url):
         fs, path = url_to_fs(url)
         if is_remote(url):
             try:
@@ -202,7 +202,7 @@ class Store:
             write_bytes(self.url_of(rel), data)
             return
         tmp = self.local_tmp(rel)
-        with _naming(tmp), open(tmp, "wb") as f:
+        with naming(tmp), open(tmp, "wb") as f:
             f.write(data)
         self.commit_local(tmp, rel)
 
@@ -226,7 +226,7 @@ class Store:
     def local_tmp(self, rel: str) -> str:
         """A local scratch file for building `rel`."""
         folder = self.scratch_folder()
-        with _naming(folder):
+        with naming(folder):
             os.makedirs(folder, exist_ok=True)
         return os.path.join(folder, f"{posixpath.basename(rel)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
 
