@@ -76,8 +76,8 @@ def class_schema() -> pa.Schema:
 
 
 def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    cols = {f.name: [r.get(f.name) for r in rows] for f in schema}
-    return pa.Table.from_pydict(cols, schema=schema)
+    """Rows (dicts) as a table of `schema`: missing keys become nulls, keys outside the schema are ignored."""
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def classes_table(class_names: list[str]) -> pa.Table:

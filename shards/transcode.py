@@ -116,14 +116,6 @@ def _stream_fps(stream) -> float | None:
     return None
 
 
-def probe(path: str) -> dict:
-    """Codec, size, fps and frame count (from the header) of a video, without decoding it."""
-    with _open(path) as c:
-        s = c.streams.video[0]
-        return {"codec": s.codec_context.name, "width": s.codec_context.width, "height": s.codec_context.height,
-                "fps": _stream_fps(s), "frames": s.frames, "audio": len(c.streams.audio)}
-
-
 def _encoder(out, opts: EncodeOptions, rate: Fraction, width: int, height: int):
     g = str(opts.keyframe_interval)
     if opts.codec == "vp9":
