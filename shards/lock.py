@@ -91,6 +91,8 @@ class RunLock:
                 held = self.holder()
                 if held is None:
                     continue   # released between our create and our read: try again
+                if held.get("token") == self.token:
+                    break      # our own create, retried after its answer was lost: we hold it
                 if not self.is_stale(held):
                     raise LockHeld(f"{self.what} is in use by another run ({self.describe(held)}; lock {self.url}); "
                                    "wait for it to finish, or give this run another output") from None

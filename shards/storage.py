@@ -16,9 +16,14 @@ S3 is reached through fsspec/s3fs, which takes the endpoint and credentials from
 variables (including `AWS_ENDPOINT_URL`). A local file is written under a temporary name and renamed;
 an S3 object only becomes visible when its upload completes.
 
+Every call on object storage goes through `shards.retry` (one retry mechanism for the project): a transient
+fault (connection refused or reset, timeouts, 5xx, SlowDown) is retried with backoff for FROSTLINE_IO_RETRY_S
+seconds (default 600), then a `StorageError` names the URL and the cause. A missing object, denied access or a
+bug is raised at once.
+
 Errors keep their type (FileNotFoundError, PermissionError, ...) but always name the URL they were about:
-s3fs raises `PermissionError("Forbidden")` with no name, so `naming` sets `filename` (OSError) or `url`
-(other errors, such as botocore's EndpointConnectionError) before re-raising. `shards.cli` prints it.
+s3fs raises `PermissionError("Forbidden")` with no name, so `naming` sets `filename` (an OSError with an errno)
+or `url` (anything else, such as botocore's EndpointConnectionError) before re-raising. `shards.cli` prints it.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ import tempfile
 import uuid
 
 import fsspec
+
+from .retry import retry
 
 TMP = "_tmp"
 
@@ -68,12 +75,12 @@ def naming(url: str):
     try:
         yield
     except Exception as e:
-        if isinstance(e, OSError):
+        if isinstance(e, OSError) and e.errno is not None:
             if not e.filename:
                 e.filename = url
-        elif not getattr(e, "url", None):
+        elif not getattr(e, "url", None) and not getattr(e, "filename", None):
             with contextlib.suppress(Exception):
-                e.url = url
+                e.url = url   # not `filename`: an OSError without errno would print as "[Errno None] None: ..."
         raise
 
 
@@ -83,22 +90,26 @@ def _fresh(fs, path: str, url: str) -> None:
         fs.invalidate_cache(path)
 
 
-def _retrying(call, url: str):
-    """Object-storage writes: one place where the shared retry policy applies."""
-    return call()
+def _remote(call, url: str, what: str):
+    """Run one storage call; on object storage through the shared retry policy (`shards.retry`: transient
+    faults are retried with backoff for FROSTLINE_IO_RETRY_S seconds, then a StorageError names the URL)."""
+    return retry(call, what=f"{what} {url}") if is_remote(url) else call()
 
 
 def exists(url: str) -> bool:
     with naming(url):
         fs, path = url_to_fs(url)
-        _fresh(fs, path, url)
-        return fs.exists(path)
+
+        def call():
+            _fresh(fs, path, url)
+            return fs.exists(path)
+        return _remote(call, url, "check")
 
 
 def read_bytes(url: str, start: int | None = None, end: int | None = None) -> bytes:
     with naming(url):
         fs, path = url_to_fs(url)
-        return fs.cat_file(path, start=start, end=end)
+        return _remote(lambda: fs.cat_file(path, start=start, end=end), url, "read")
 
 
 def write_bytes(url: str, data: bytes) -> None:
@@ -106,7 +117,7 @@ def write_bytes(url: str, data: bytes) -> None:
     with naming(url):
         fs, path = url_to_fs(url)
         if is_remote(url):
-            _retrying(lambda: fs.pipe_file(path, data), url)
+            _remote(lambda: fs.pipe_file(path, data), url, "write")
             return
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
@@ -126,7 +137,7 @@ def create_bytes(url: str, data: bytes) -> None:
     with naming(url):
         fs, path = url_to_fs(url)
         if is_remote(url):
-            fs.pipe_file(path, data, mode="create")
+            _remote(lambda: fs.pipe_file(path, data, mode="create"), url, "create")
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -137,18 +148,21 @@ def create_bytes(url: str, data: bytes) -> None:
 def remove(url: str) -> None:
     with naming(url), contextlib.suppress(FileNotFoundError):
         fs, path = url_to_fs(url)
-        fs.rm_file(path)
+        _remote(lambda: fs.rm_file(path), url, "remove")
 
 
 def list_files(url: str) -> list[str]:
     """Names of the files directly inside folder `url` (sorted; [] when the folder does not exist)."""
     with naming(url):
         fs, path = url_to_fs(url)
-        _fresh(fs, path, url)
-        if not fs.exists(path):
-            return []
-        return sorted(posixpath.basename(info["name"].rstrip("/"))
-                      for info in fs.ls(path, detail=True) if info.get("type") == "file")
+
+        def call():
+            _fresh(fs, path, url)
+            if not fs.exists(path):
+                return []
+            return sorted(posixpath.basename(info["name"].rstrip("/"))
+                          for info in fs.ls(path, detail=True) if info.get("type") == "file")
+        return _remote(call, url, "list")
 
 
 def put_file(local_file: str, url: str) -> None:
@@ -157,7 +171,7 @@ def put_file(local_file: str, url: str) -> None:
         fs, path = url_to_fs(url)
         if is_remote(url):
             try:
-                _retrying(lambda: fs.put_file(local_file, path), url)
+                _remote(lambda: fs.put_file(local_file, path), url, "upload")
             finally:
                 os.remove(local_file)
         else:
