@@ -220,12 +220,6 @@ class Store:
             f.write(data)
         self.commit_local(tmp, rel)
 
-    def create_bytes(self, rel: str, data: bytes) -> None:
-        create_bytes(self.url_of(rel), data)
-
-    def remove(self, rel: str) -> None:
-        remove(self.url_of(rel))
-
     def scratch_folder(self) -> str:
         """Where files are built before their commit: inside a local store (same filesystem, so a rename
         commits), or in the system temp folder for S3, one folder per store URL and part."""

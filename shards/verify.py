@@ -27,9 +27,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import manifest as mf
-from .index import Member, format_index, group_members, split_name
+from .index import BLOCK, format_index, scan_tar, split_name
 from .storage import Store
-from .writer import sample_members
+from .writer import padded, sample_members
 
 PLACEMENT = ("shard", "offset", "size")
 
@@ -98,31 +98,30 @@ def _files(store: Store, shards) -> list[str]:
     return [f for d in sorted(folders) for f in store.list(d) if not posixpath.basename(f).startswith(".")]
 
 
-def _scan(data: bytes) -> tuple[list[Member], str | None]:
-    """The tar's regular members, and why the scan stopped early (None when the tar is whole)."""
-    members = []
+def _scan(data: bytes) -> tuple[list, str | None]:
+    """The tar's samples, and why it is not whole (None when it is): unreadable headers, or a member whose
+    data runs past the end of the file."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for info in tar:
-                if not info.isreg():
-                    continue
-                if info.offset_data + info.size > len(data):
-                    return members, (f"member {info.name} ends at byte {info.offset_data + info.size}, "
-                                     f"past the end of the file ({len(data)} bytes)")
-                _, ext = split_name(info.name)
-                members.append(Member(ext, info.offset_data, info.size, info.name))
+        samples = scan_tar(io.BytesIO(data))
     except tarfile.TarError as e:
-        return members, f"unreadable tar after {len(members)} members: {e}"
-    return members, None
+        return [], f"unreadable tar: {e}"
+    whole = [s for s in samples if s.members[-1].offset + s.members[-1].size <= len(data)]
+    if len(whole) < len(samples):
+        cut = samples[len(whole)]
+        return whole, (f"sample {cut.key} ends at byte {cut.members[-1].offset + cut.members[-1].size}, past the "
+                       f"end of the file ({len(data)} bytes)")
+    end = samples[-1].members[-1].offset + padded(samples[-1].members[-1].size) if samples else 0
+    if data[end:end + 2 * BLOCK] != bytes(2 * BLOCK):   # a cut at a sample boundary leaves no end marker
+        return samples, f"no end-of-archive marker after byte {end} (the file has {len(data)} bytes)"
+    return samples, None
 
 
 def check_shard(shard: str, data: bytes, rows: list[dict], index_text: str | None) -> list[Problem]:
     """The problems of one shard (its bytes, its manifest rows, its index text or None)."""
     problems = []
-    members, broken = _scan(data)
+    samples, broken = _scan(data)
     if broken:
         problems.append(Problem("truncated", shard, detail=broken))
-    samples = group_members(members)
     by_offset = {s.offset: s for s in samples}
     listed = set()
     for row in rows:
