@@ -13,6 +13,10 @@ MANIFEST = "manifest.parquet"
 CLASSES = "classes.parquet"
 REJECTS = "rejects.parquet"
 
+
+class TableError(ValueError):
+    """A store's Parquet file exists but cannot be read (truncated, overwritten); the message names it."""
+
 MANIFEST_FIELDS = [
     pa.field("key", pa.string()),
     pa.field("dataset", pa.string()),
@@ -104,7 +108,11 @@ def read_table(store: Store, rel: str, check: bool = True) -> pa.Table:
     # ("terminate called without an active exception") when its workers outlive the interpreter
     # ParquetFile.read: a third of read_table's cost on small files (no dataset layer), which a merge of
     # thousands of fragments feels
-    return pq.ParquetFile(pa.BufferReader(store.read_bytes(rel))).read(use_threads=False)
+    data = store.read_bytes(rel)
+    try:
+        return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise TableError(f"{store.url_of(rel)}: not a readable Parquet file ({e})") from e
 
 
 def read_manifest(dir_or_url: str) -> pa.Table:

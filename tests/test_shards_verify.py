@@ -132,6 +132,11 @@ def test_bad_usage_and_unreadable_store_exit_2(tmp_path):
     assert rc == 2 and err.count("\n") == 1 and f"{tmp_path}/nothing/manifest.parquet" in err
     res = subprocess.run([sys.executable, TOOL], capture_output=True, text=True)
     assert res.returncode == 2
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.parquet").write_bytes(b"not parquet at all")
+    rc, _, err = verify(str(broken))
+    assert rc == 2 and f"{broken}/manifest.parquet: not a readable Parquet file" in err and err.count("\n") == 1
 
 
 def test_s3_store_clean_then_a_rewritten_label_is_found(s3_bucket, clean_store, s3_endpoint):
