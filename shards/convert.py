@@ -48,6 +48,7 @@ WORK = "_work"
 SETTINGS = f"{WORK}/settings.json"
 DEFAULT_KEYFRAME_INTERVAL = 16
 READ_THREADS = 8   # concurrent fragment reads in a merge
+MERGE_WAIT_S = 3600.0   # how long a finishing part waits for another part's merge
 
 
 class SettingError(ValueError):
@@ -294,7 +295,9 @@ def _convert_locked(store, dataset, index, part, opts, max_bytes, workers, seed,
 
     store.write_bytes(f"{WORK}/part-{part_i}-of-{part_n}.done", b"")
     if all(store.exists(f"{WORK}/part-{i}-of-{part_n}.done") for i in range(1, part_n + 1)):
-        merge(store.url)   # the last part to finish writes the manifests
+        # the last part to finish writes the manifests; two parts that finish together both merge, one after
+        # the other (the second waits for the first's merge lock), and write the same bytes
+        merge(store.url, wait_s=MERGE_WAIT_S)
         summary.merged = True
     store.clean_tmp()
     return summary
@@ -414,18 +417,21 @@ def _fragment(store: Store, name: str):
     return table.to_pylist(), rejects.to_pylist(), consumed
 
 
-def merge(out: str) -> tuple[pa.Table, pa.Table]:
+def merge(out: str, wait_s: float = 0.0) -> tuple[pa.Table, pa.Table]:
     """Combine the fragments of all parts into `manifest.parquet`, `rejects.parquet` and `classes.parquet`.
 
     Rows are ordered by split (in the dataset's order), shard, then offset; rejects by split, then key.
-    Raises when a part is missing. The sort is Arrow's stable `sort_indices` on one combined chunk:
+    Raises when a part is missing, or (after `wait_s` seconds) when another merge of `out` is running. The sort is Arrow's stable `sort_indices` on one combined chunk:
     linear in the fragments (2000 fragments x 480 rows: see README, "Converting datasets").
     """
     store = Store(out, tmp_name="_tmp/merge")
     if not store.exists(SETTINGS):
         raise FileNotFoundError(f"{store.url_of(SETTINGS)} not found: {store.url} holds no conversion")
-    with RunLock(store.url_of(f"{WORK}/merge.lock"), what=f"{store.url} (merge)"):
+    lock = RunLock(store.url_of(f"{WORK}/merge.lock"), what=f"{store.url} (merge)").acquire(wait_s)
+    try:
         return _merge_locked(store)
+    finally:
+        lock.release()
 
 
 def _merge_locked(store: Store) -> tuple[pa.Table, pa.Table]:

@@ -81,7 +81,19 @@ class RunLock:
 
     # ------------------------------------------------------------------ acquire / release
 
-    def acquire(self) -> "RunLock":
+    def acquire(self, wait_s: float = 0.0) -> "RunLock":
+        """Take the lock; if a live run holds it, wait up to `wait_s` seconds for it, then raise `LockHeld`."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return self._acquire()
+            except LockHeld:
+                self.token = None
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+
+    def _acquire(self) -> "RunLock":
         self.token = uuid.uuid4().hex
         for _ in range(5):
             try:
@@ -130,7 +142,7 @@ class RunLock:
         self.token = None
 
     def __enter__(self) -> "RunLock":
-        return self.acquire()
+        return self if self.token else self.acquire()   # `with RunLock(...).acquire(wait_s=...)` works too
 
     def __exit__(self, *exc) -> None:
         self.release()

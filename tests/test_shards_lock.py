@@ -169,3 +169,17 @@ def test_temp_folders_of_dead_processes_are_swept():
         assert not os.path.exists(gone) and os.path.isdir(mine)
     finally:
         os.rmdir(mine)
+
+
+def test_a_merge_waits_for_a_running_merge(tmp_path):
+    url = str(tmp_path / "m.lock")
+    first = RunLock(url).acquire()
+    threading_timer = __import__("threading").Timer(0.5, first.release)
+    threading_timer.start()
+    t0 = time.monotonic()
+    with RunLock(url).acquire(wait_s=30) as second:           # waits for the first, then holds it
+        assert second.token and json.load(open(url))["token"] == second.token
+    assert time.monotonic() - t0 >= 0.4
+    with RunLock(url).acquire():
+        with pytest.raises(LockHeld):
+            RunLock(url).acquire(wait_s=0.3)
