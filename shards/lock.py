@@ -9,7 +9,9 @@ a random `token`. It is created exclusively: `O_CREAT|O_EXCL` on local disk, a c
 (`If-None-Match: *`) on S3, so two runs that start together cannot both get it.
 
 A lock whose holder is gone is *stale* and is taken over (with a warning):
-- same host (the hostname matches): the PID is dead, or belongs to a process with another start time;
+- same host (the hostname matches): the PID is dead, or belongs to a process with another start time
+  (containers that share a hostname and an output folder but not a PID namespace must get distinct
+  hostnames, or they would see each other's live runs as dead);
 - another host: the heartbeat is older than `stale_after_s` (default 300 s, ten missed heartbeats). This
   needs the hosts' clocks to agree within that margin. A holder that is alive but frozen for longer (a
   paused VM) loses its lock; the settings check and the per-shard fragments then keep the store
