@@ -12,21 +12,18 @@ Splits come from one of two sources:
 """
 from __future__ import annotations
 
-import io
 import math
-import os
 import posixpath
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .manifest import read_table
+from .manifest import read_table, table_bytes
 from .protocols import published as pub
 from .protocols.core import (B2N_DATASETS, CLASS_SCHEMA, CROSS_DATASETS, OFFICIAL, ROW_SCHEMA, Manifest, SplitFile,
                              SplitPlan, by_class, check_disjoint, entries_of, few_shot, prompts_for, rank, warn_short)
 from .protocols.names import (ClassEntry, SplitError, SplitWarning, match_names, normalise, novel_classes,
                               parse_name_list)
-from .storage import Store, is_remote, join
+from .storage import Store, join, split_url
 
 __all__ = [
     "B2N_DATASETS", "CROSS_DATASETS", "ClassEntry", "Manifest", "SplitError", "SplitFile", "SplitPlan", "SplitWarning",
@@ -179,9 +176,9 @@ def write_plan(plan: SplitPlan, out: str) -> list[tuple[str, int, int]]:
             "label": [c.label for c in entries], "class_name": [c.class_name for c in entries],
             "prompt": [c.prompt for c in entries], "source_label": [c.source_label for c in entries]},
             schema=CLASS_SCHEMA)
-        store.write_bytes(f"{name}.parquet", _parquet(table))
+        store.write_bytes(f"{name}.parquet", table_bytes(table))
     for f in plan.files:
-        store.write_bytes(f"{f.name}.parquet", _parquet(f.table(plan.meta)))
+        store.write_bytes(f"{f.name}.parquet", table_bytes(f.table(plan.meta)))
         summary.append((posixpath.join(plan.folder, f"{f.name}.parquet"), len(f.classes), len(f.rows)))
     for name, entries in classes.items():
         summary.append((posixpath.join(plan.folder, f"{name}.parquet"), len(entries), 0))
@@ -189,15 +186,9 @@ def write_plan(plan: SplitPlan, out: str) -> list[tuple[str, int, int]]:
     return summary
 
 
-def _parquet(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
-
-
 def read_split(url: str) -> tuple[pa.Table, pa.Table]:
     """Read a split file and its classes file: (rows, classes) with classes' `label`, `class_name`, `prompt`."""
-    folder, name = (url.rstrip("/").rsplit("/", 1) if is_remote(url) else os.path.split(os.path.abspath(url)))
+    folder, name = split_url(url)
     store = Store(folder)
     rows = read_table(store, name)
     meta = rows.schema.metadata or {}

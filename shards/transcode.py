@@ -31,6 +31,10 @@ class VideoError(Exception):
     """One video cannot become a sample; `str(e)` is the reject reason ("decode error at frame 17: ...")."""
 
 
+class OptionsError(ValueError):
+    """Encode options that cannot be used (an unknown codec, a non-positive frame rate...)."""
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     codec: str = "vp9"
@@ -43,9 +47,9 @@ class EncodeOptions:
 
     def __post_init__(self):
         if self.codec not in CODECS:
-            raise ValueError(f"codec must be one of {CODECS}, got {self.codec!r}")
+            raise OptionsError(f"codec must be one of {CODECS}, got {self.codec!r}")
         if self.fps <= 0 or self.short_side < 2 or self.keyframe_interval < 1:
-            raise ValueError(f"invalid encode options {self}")
+            raise OptionsError(f"invalid encode options {self}")
 
 
 @dataclass
@@ -110,14 +114,6 @@ def _stream_fps(stream) -> float | None:
         if rate and float(rate) > 0:
             return float(rate)
     return None
-
-
-def probe(path: str) -> dict:
-    """Codec, size, fps and frame count (from the header) of a video, without decoding it."""
-    with _open(path) as c:
-        s = c.streams.video[0]
-        return {"codec": s.codec_context.name, "width": s.codec_context.width, "height": s.codec_context.height,
-                "fps": _stream_fps(s), "frames": s.frames, "audio": len(c.streams.audio)}
 
 
 def _encoder(out, opts: EncodeOptions, rate: Fraction, width: int, height: int):

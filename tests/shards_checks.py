@@ -74,6 +74,14 @@ def check_store(out: str, syn, *, codec: str = "vp9", keyframe_interval: int = 1
     return {r["key"]: r for r in rows}
 
 
+def probe(path: str) -> dict:
+    """Codec, coded size and stream counts of a video file, from its header (what a test asserts about a source)."""
+    with av.open(path, metadata_errors="ignore") as c:
+        s = c.streams.video[0]
+        return {"codec": s.codec_context.name, "width": s.codec_context.width, "height": s.codec_context.height,
+                "audio": len(c.streams.audio)}
+
+
 def check_stream(video: bytes, row: dict, codec: str, keyframe_interval: int, fps: float) -> None:
     """The stored stream: codec, no audio, yuv420p, size, constant fps, frame count, keyframe spacing."""
     with av.open(io.BytesIO(video)) as c:

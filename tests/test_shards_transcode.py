@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from shards.synthetic import render, write_audio_only, write_broken, write_video
-from shards.transcode import EncodeOptions, VideoError, probe, target_size, transcode
+from shards.transcode import EncodeOptions, VideoError, target_size, transcode
+from shards_checks import probe
 
 
 def _frames(data: bytes) -> list:

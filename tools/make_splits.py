@@ -21,6 +21,7 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards import splits  # noqa: E402
+from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-class-names", metavar="FILE", help="cross: the same for K400's training classes")
     p.add_argument("--novel-classes", metavar="FILE",
                    help="cross K600: the novel class names, one per line (or an id,name CSV), instead of matching")
+    add_logging_flags(p)
     args = p.parse_args(argv)
     if args.protocol == "base2novel":
         if args.dataset not in splits.B2N_DATASETS:
@@ -66,6 +68,7 @@ def read(path: str | None) -> str | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     t0 = time.time()
     warnings.simplefilter("ignore", splits.SplitWarning)   # printed below from plan.warnings, once each
     try:
@@ -88,7 +91,7 @@ def main(argv=None) -> int:
         for plan in plans:
             rows += splits.write_plan(plan, args.out)
     except (splits.SplitError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"make_splits: error: {e}", file=sys.stderr)
         return 2
     for plan in plans:
         for note in plan.notes:
@@ -101,4 +104,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, prog="make_splits"))   # other expected failures (permissions, S3): one line, status 2
