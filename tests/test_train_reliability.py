@@ -66,12 +66,13 @@ def cli(args: list[str], timeout: int = 300, env: dict | None = None, launcher: 
 
 
 def one_line_error(r: subprocess.CompletedProcess, *needles: str) -> str:
-    """Exit status 2, no traceback, and the last stderr line is the error naming what it must name."""
+    """Exit status 2, no traceback, and one stderr line is the error, naming what it must name."""
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-4000:]
     assert "Traceback" not in r.stderr, r.stderr[-4000:]
-    line = r.stderr.strip().splitlines()[-1]
-    assert "error:" in line and all(n in line for n in needles), line
-    return line
+    lines = [line for line in r.stderr.splitlines() if ": error: " in line]
+    assert len(lines) == 1, r.stderr[-4000:]
+    assert all(n in lines[0] for n in needles), lines[0]
+    return lines[0]
 
 
 def _records(out: Path) -> dict[int, dict]:
@@ -135,17 +136,19 @@ def test_killed_run_refused_resume_keeps_config_and_eval_only_needs_a_finished_r
     assert json.loads(pointer.read_text())["path"] == "epoch_001", "the run finished before it could be killed"
     saved = (out / "config.yaml").read_bytes()
 
-    # a resume with other settings is refused naming them, and the folder still describes the real run
-    one_line_error(cli(["model/train.py", "--config", str(cfg), "train.lr=0.002"]), "train.lr: 0.001 -> 0.002")
+    # a resume with other settings is refused naming them, and the folder still describes the real run; the
+    # killed run's lock was recognised as stale and taken over first
+    r = cli(["model/train.py", "--config", str(cfg), "train.lr=0.002"])
+    one_line_error(r, "train.lr: 0.001 -> 0.002")
+    assert "took over" in r.stderr and str(out / "run.lock") in r.stderr
     assert (out / "config.yaml").read_bytes() == saved
 
     # evaluating an unfinished run is refused, unless asked for (the killed run's lock is taken over)
     one_line_error(cli(["model/train.py", "--config", str(cfg), "--eval-only"]), "1 of 3 epochs", "--allow-partial")
     r = cli(["model/train.py", "--config", str(cfg), "--eval-only", "--allow-partial"])
     assert r.returncode == 0, r.stderr[-4000:]
-    assert "took over" in r.stderr and f"{out}" in r.stderr
     res = json.loads((out / "results.json").read_text())
-    assert res["weights"].endswith("epoch_001/model.pt") and res["num_base_samples"] == 4
+    assert res["weights"].endswith("swa_1_1.pt") and res["num_base_samples"] == 4   # average_from=1: epoch 1 alone
 
 
 # ------------------------------------------------------------------------------------------------------ data health
@@ -166,10 +169,14 @@ def _damage_copy(data: Path, tmp: Path, how: str) -> tuple[Path, str]:
     if how == "truncated":
         with open(tar, "r+b") as f:
             f.truncate(victim["offset"] + 1024)  # the tar ends inside the victim's video
-    else:  # overwrite the video's container header with garbage of the same length
+    else:  # overwrite the whole video member with garbage of the same length
+        import tarfile
+        with tarfile.open(tar) as t:
+            member = next(m for m in t.getmembers() if m.name.startswith(victim["key"] + ".")
+                          and m.name.endswith((".mp4", ".webm", ".mkv")))
         with open(tar, "r+b") as f:
-            f.seek(victim["offset"] + 512)
-            f.write(os.urandom(700))
+            f.seek(member.offset_data)
+            f.write(os.urandom(member.size))
     return root / "splits", victim["key"]
 
 
@@ -235,7 +242,7 @@ def test_disk_full_during_a_run_is_one_line_exit_2(data, tmp_path):
         pytest.skip("unprivileged mount namespaces are not available here (unshare -r -m)")
     mnt = tmp_path / "small_disk"
     mnt.mkdir()
-    cfg = write_config(tmp_path / "c.yaml", data / "splits", mnt / "run", epochs=1)
+    cfg = write_config(tmp_path / "c.yaml", data / "splits", mnt / "run", epochs=1, warmup_epochs=0)
     script = (f"mount -t tmpfs -o size=4m tmpfs {mnt} && exec {sys.executable} model/train.py --config {cfg} "
               f"--no-eval")
     r = subprocess.run(["unshare", "-r", "-m", "sh", "-c", script], cwd=REPO, env=ENV, capture_output=True,
