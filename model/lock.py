@@ -46,7 +46,23 @@ def _alive(holder: dict) -> bool:
     return ticks is None or holder.get("start_ticks") in (None, ticks)
 
 
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _parse(raw: str | None) -> dict | None:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
 def describe(holder: dict) -> str:
+    if "started" not in holder:
+        return "a run that died while taking the lock"
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
     return f"the run started {started} on {holder.get('host', '?')} (pid {holder.get('pid', '?')})"
 
@@ -70,17 +86,18 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = self._read()
-                if holder is None:  # being written by a run that started a moment ago, or torn by a kill
-                    time.sleep(0.2)
-                    holder = self._read() or {}
+                raw = _text(self.path)
+                if not raw:  # being written by a run that started a moment ago, or left empty by a kill
+                    time.sleep(0.5)
+                    raw = _text(self.path)
+                holder = _parse(raw) or {"host": me["host"], "pid": -1}   # still empty: its writer died
                 if holder.get("host") != me["host"]:
                     raise Failure(f"{self.folder} is in use by {describe(holder)}; one live run per output_dir "
                                   f"(if that run is gone, remove {self.path})")
                 if _alive(holder):
                     raise Failure(f"{self.folder} is in use by {describe(holder)}; one live run per output_dir: "
                                   f"wait for it, stop it, or use another output_dir")
-                self._take_over_stale(holder)
+                self._take_over_stale(raw, holder)
                 continue
             except OSError as e:
                 raise Failure(f"{self.path}: cannot create the run lock: {e.strerror or e}") from e
@@ -90,31 +107,18 @@ class RunLock:
             return self
         raise Failure(f"{self.path}: could not take over the stale lock (another run is starting?)")
 
-    def _read(self) -> dict | None:
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def _take_over_stale(self, holder: dict) -> None:
+    def _take_over_stale(self, raw: str | None, holder: dict) -> None:
         """Move the dead holder's lock aside (atomically, so two runs cannot both take it over), then retry."""
         aside = self.path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}")
         try:
             os.replace(self.path, aside)
         except FileNotFoundError:
             return
-        if (self._read_file(aside) or {}).get("pid") != holder.get("pid"):  # replaced meanwhile: put it back
+        if _text(aside) != raw:  # another run replaced it meanwhile: put theirs back
             os.replace(aside, self.path)
             return
         aside.unlink(missing_ok=True)
         log.warning(f"took over {self.path}: {describe(holder)} is no longer running")
-
-    @staticmethod
-    def _read_file(path: Path) -> dict | None:
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
 
     def release(self) -> None:
         if self.held:

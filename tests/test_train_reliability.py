@@ -159,7 +159,7 @@ def _damage_copy(data: Path, tmp: Path, how: str) -> tuple[Path, str]:
     shutil.copytree(data / "splits", root / "splits")
     novel = pq.read_table(root / "splits/base2novel/ucf101/eval_novel.parquet").to_pylist()
     victim = max(novel, key=lambda r: r["offset"])      # the novel sample stored last in the tar
-    tar = root / "shards" / victim["shard"]
+    tar = root / "shards" / Path(victim["shard"]).name   # the copy (split files name shards by absolute path)
     for split in (root / "splits").rglob("*.parquet"):  # splits name their shards by URL: point them at the copy
         t = pq.read_table(split)
         if "shard" in t.schema.names:
