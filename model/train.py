@@ -1,8 +1,8 @@
 """The FROSTER training recipe: read it top to bottom.
 
-    accelerate launch model/train.py --config model/configs/cross_k400.yaml [key.sub=value ...]
+    accelerate launch --mixed_precision bf16 model/train.py --config model/configs/cross_k400.yaml [key=value ...]
     python model/train.py --config model/configs/demo.yaml train.epochs=2          # one process, CPU or GPU
-    accelerate launch model/train.py --config FILE --eval-only [--zero-shot] [--weights PATH]
+    accelerate launch --mixed_precision bf16 model/train.py --config FILE --eval-only [--zero-shot] [--weights PATH]
 
 One process per device (DDP by default, FSDP with ``train.distributed=fsdp``), micro-batches accumulated until
 ``train.global_batch`` clips make one AdamW step, a linear warm-up then cosine learning rate per optimiser step,
