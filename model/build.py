@@ -1,0 +1,60 @@
+"""A Froster from a config: which CLIP, with which activation, checked against the data's crop size."""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+from model.config import Config, ConfigError
+from model.froster import Froster
+
+
+def quick_gelu(cfg: Config) -> bool:
+    """OpenAI's CLIP weights use QuickGELU; so does every model fine-tuned from them."""
+    return cfg.model.pretrained == "openai" or "quickgelu" in cfg.model.clip.lower()
+
+
+def check_crop(model: Froster, cfg: Config) -> None:
+    """The ViT's positional embedding fixes the input size: fail early, naming both settings."""
+    size = model.student.clip.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    if cfg.data.crop_size != size:
+        raise ConfigError(f"data.crop_size={cfg.data.crop_size} but {cfg.model.clip} takes {size}x{size} images; "
+                          f"set data.crop_size={size}")
+
+
+@contextmanager
+def _quiet_open_clip():
+    """open_clip logs each routine step of building a model at INFO on the root logger: shown with --verbose."""
+    root = logging.getLogger()
+    level = root.level
+    if level == logging.INFO:
+        root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def build_model(cfg: Config) -> Froster:
+    """The training model: student and frozen teacher from the configured CLIP, plus the projectors."""
+    m = cfg.model
+    with _quiet_open_clip():
+            model = Froster.build(m.clip, m.pretrained, m.checkpoint, alpha=m.alpha, distill_weight=m.distill_weight,
+                              temporal=m.temporal, boundary=m.boundary, quick_gelu=quick_gelu(cfg))
+    check_crop(model, cfg)
+    return model
+
+
+def build_eval_model(cfg: Config, weights: Path | None) -> Froster:
+    """zero-shot (weights None): the original CLIP as the frozen teacher; else the student CLIP from `weights`."""
+    m = cfg.model
+    with _quiet_open_clip():
+        if weights is None:
+            model = Froster.build(m.clip, m.pretrained, m.checkpoint, temporal=m.temporal, boundary=m.boundary,
+                                  quick_gelu=quick_gelu(cfg), teacher=True)
+        else:
+            model = Froster.build(m.clip, None, weights, temporal=m.temporal, boundary=m.boundary,
+                                  quick_gelu=quick_gelu(cfg), teacher=False)
+    check_crop(model, cfg)
+    return model
