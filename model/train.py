@@ -38,6 +38,7 @@ from model.build import build_model  # noqa: E402
 from model.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from model.config import Config, load_config  # noqa: E402
 from model.data import build_loader, split_paths  # noqa: E402
+from model.fidelity import startup_notes  # noqa: E402
 from model.optim import accumulation_steps, lr_at, param_groups, scaled_lr  # noqa: E402
 from model.train_log import MetricsLog, flat_config  # noqa: E402
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
@@ -52,6 +53,9 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
     if accelerator.is_main_process:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    for note in startup_notes(cfg):  # the official switch; a learning rate scaled away from the preset's
+        log.warning(note)
 
     # The data: this rank's share of the training split, in micro-batches.
     accum = accumulation_steps(t.global_batch, t.micro_batch, accelerator.num_processes)
@@ -70,7 +74,8 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
     model.set_classes(prompts.class_texts(loader.classes))  # tokenises prompts, caches the teacher's text once
 
     peak, final = scaled_lr(t)
-    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=peak, betas=t.betas, eps=t.eps)
+    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay, t.decay_scalars), lr=peak, betas=t.betas,
+                                  eps=t.eps)
     model, optimizer = accelerator.prepare(model, optimizer)
     # Our own per-optimiser-step schedule (not prepared: accelerate would step it once per process).
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(
