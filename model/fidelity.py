@@ -1,16 +1,19 @@
 """The official switch: `model.fidelity=official` turns on, together, every behaviour of the official FROSTER code
 (github Visual-AI/FROSTER) that frostline's defaults change on purpose.
 
-| setting | frostline default (why) | under the switch (the official code) |
-|---|---|---|
-| `model.boundary` | `mask`: missing neighbours of the first/last frame are masked, so a 1-frame clip is plain CLIP | `zeros`: unmasked zero key/value tokens |
-| `data.force_flip` | `False`: clips of classes that name left or right are never flipped (a flip changes their meaning) | `True`: every training clip may be flipped |
-| `train.decay_scalars` | `False`: no weight decay on 0-D parameters (`logit_scale` is a temperature, not a weight) | `True`: `logit_scale` decays like the matrices |
-| `train.mixed_precision` | `bf16` autocast without loss scaling | `fp16` autocast with a GradScaler on GPUs; fp32 on CPUs |
-| `train.lr_reference_batch` | the preset's global batch; a changed `train.global_batch` scales the lr linearly | = `train.global_batch`: the lr is never scaled |
-| `model.prompts` | a name without description is written once: "a photo of Archery." | repeated: "a photo of Archery. Archery" |
-| `eval.zero_shot_templates` | 29: the composed prompts, descriptions included | 28: the templates formatted with the class name alone |
-| `eval.precision` | `fp32` (the same) | `fp32` |
+- `model.boundary`: `mask` (missing neighbours of the first/last frame are masked, so a 1-frame clip is plain
+  CLIP) -> `zeros` (unmasked zero key/value tokens);
+- `data.force_flip`: `False` (clips of classes that name left or right are never flipped: a flip changes their
+  meaning) -> `True`;
+- `train.decay_scalars`: `False` (`logit_scale` is a temperature, not a weight) -> `True` (it decays with the
+  matrices; 1-D parameters never do);
+- `train.mixed_precision`: `bf16` autocast -> `fp16` autocast with a GradScaler on GPUs, fp32 on CPUs;
+- `train.lr_reference_batch`: the preset's global batch (a changed `train.global_batch` scales the lr, and the run
+  says so) -> always `train.global_batch` (the lr is never scaled);
+- `model.prompts`: a name without description written once ("a photo of Archery.") -> repeated ("a photo of
+  Archery. Archery");
+- `eval.zero_shot_templates`: 29 composed prompts, descriptions included -> 28 templates with the class name alone;
+- `eval.precision`: `fp32` in both.
 
 `resolve` runs inside `model.config.load_config`, so the written `config.yaml` shows the values in effect.
 """

@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 from .manifest import read_table
 from .protocols import published as pub
 from .protocols.core import (B2N_DATASETS, CLASS_SCHEMA, CROSS_DATASETS, OFFICIAL, ROW_SCHEMA, Manifest, SplitFile,
-                             SplitPlan, by_class, check_disjoint, entries_of, few_shot, prompts_for, rank, report_descriptions,
-                             warn_short)
+                             SplitPlan, by_class, check_disjoint, entries_of, few_shot, prompts_for, rank,
+                             report_descriptions, warn_short)
 from .protocols.names import (ClassEntry, SplitError, SplitWarning, match_names, normalise, novel_classes,
                               parse_name_list)
 from .storage import Store, is_remote, join

@@ -327,7 +327,8 @@ def test_class_names_prompts(ucf, tmp_path):
     with pytest.raises(splits.SplitError, match="entry names no class of the dataset: 'Juggling'"):
         splits.base2novel(ucf, class_names=json.dumps({"0": "Juggling: balls."}), class_names_path="p.json")
     with pytest.raises(splits.SplitError, match="entries '0' and '1' both describe class 'Typing'"):
-        splits.base2novel(ucf, class_names=json.dumps({"0": "Typing: a.", "1": "Typing: b."}), class_names_path="p.json")
+        splits.base2novel(ucf, class_names=json.dumps({"0": "Typing: a.", "1": "Typing: b."}),
+                          class_names_path="p.json")
     with pytest.raises(splits.SplitError, match="not valid JSON"):
         splits.base2novel(ucf, class_names="{", class_names_path="p.json")
 

@@ -40,7 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--split-format", default="auto", choices=["auto", "vificlip", "froster"],
                    help="which published files to import from DIR (auto: ViFi-CLIP's when present, else FROSTER's); "
                         "froster also takes the class descriptions from FROSTER's rephrased files under DIR")
-    p.add_argument("--class-names", metavar="FILE", help="JSON class descriptions: FROSTER's rephrased files as published "
+    p.add_argument("--class-names", metavar="FILE",
+                   help="JSON class descriptions: FROSTER's rephrased files as published "
                    "({index: 'Name: description'}, matched by Name) or {class name or id: text}")
     p.add_argument("--train-class-names", metavar="FILE", help="cross: the same for K400's training classes")
     p.add_argument("--novel-classes", metavar="FILE",

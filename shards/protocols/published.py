@@ -44,7 +44,8 @@ class Tree:
         for folder, dirs, names in os.walk(self.root):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             rel = os.path.relpath(folder, self.root).replace(os.sep, "/")
-            self.files += [n if rel == "." else f"{rel}/{n}" for n in sorted(names) if n.endswith((".txt", ".csv", ".json"))]
+            self.files += [n if rel == "." else f"{rel}/{n}" for n in sorted(names)
+                           if n.endswith((".txt", ".csv", ".json"))]
 
     def find(self, *tails: str) -> str | None:
         """The path of the one file ending with the first tail found; an error if a tail is ambiguous."""
