@@ -14,7 +14,9 @@ API (stable; changes are listed here):
 clips are [B, T, 3, H, W] (CLIP-normalised), labels int64 [B] in the class set's order.
 Extra build options (additions, nothing changed): attn_impl="sdpa"|"math", teacher=False (eval-only: no teacher,
 no projectors), quick_gelu, grad_checkpointing, shard_text (class text split across DDP ranks), and the
-reference-cost switches cache_teacher_text / truncate_text. forward(..., template=j) fixes the step's template.
+reference-cost switches cache_teacher_text / truncate_text, and the official-code ones (model/fidelity.py):
+prompt_style="official" (a description-less name repeated after the template) and zero_shot_templates=28 (the
+official zero-shot baseline: 28 templates, class names only). forward(..., template=j) fixes the step's template.
 
 Cost notes (issue 6): the teacher's text features never change, so set_classes computes them once; every class
 prompt is cut to the longest real prompt of the class set (exact: see model.clip.text_length); the class text is
@@ -246,7 +248,7 @@ class Froster(nn.Module):
         return self
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._eval_text = None
+        self._eval_text = self._zero_shot_text = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # -- evaluation ---------------------------------------------------------------------------------------------
