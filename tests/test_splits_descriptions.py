@@ -10,7 +10,6 @@ import json
 import random
 import re
 import warnings
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -163,3 +162,29 @@ def test_froster_split_format_picks_the_rephrased_files(tmp_path):
     cross = splits.cross(k400, ucf, split_files=str(root), split_format="froster")
     assert {c.prompt for c in cross.files[0].classes} == {readable_name(n) for n in UCF_CLASSES}
     assert any("no label_rephrase/ucf101_rephrased_classes.json" in n for n in cross.notes)
+
+
+def test_froster_split_format_picks_k400_and_k600_files(tmp_path):
+    k400_names, k600_names = ["abseiling", "driving car"], ["abseiling", "acting in play", "driving car", "zumba"]
+    k400 = splits.Manifest.load(make_store(tmp_path / "k400", "k400", k400_names, kinetics_rows(k400_names)))
+    k600 = splits.Manifest.load(make_store(tmp_path / "k600", "k600", k600_names,
+                                           kinetics_rows(k600_names, prefix="z")))
+    root = tmp_path / "FROSTER"
+    train_file = froster_file(["Abseiling", "Driving a car"], 4)             # FROSTER's own spelling
+    write(root / "label_rephrase/k400_rephrased_classes.json", [json.dumps(train_file)])
+    plan = splits.cross_train(k400, split_files=str(root), split_format="froster")
+    assert sorted(c.prompt for c in plan.files[0].classes) == sorted(train_file.values())
+    assert any("2 of 2 classes got a description" in n for n in plan.notes)
+    # K600: set n takes k600_split<n>_rephrased_classes.json
+    for n in (1, 2):
+        write(root / f"zs_label_db/k600_split{n}/val.csv",
+              [f"{r['key']}.mp4,{i}" for i, c in enumerate(["acting in play", "zumba"])
+               for r in kinetics_rows(k600_names, prefix="z") if r["split"] == "val"
+               and k600_names[r["label"]] == c])
+        write(root / f"labels/ZS_split{n}_K600.csv", ["id,name", "0,acting in play", "1,zumba"])
+        write(root / f"label_rephrase/k600_split{n}_rephrased_classes.json",
+              [json.dumps(froster_file(["Acting in play", "Zumba"], 10 + n))])
+    cross = splits.cross(k400, k600, split_files=str(root), split_format="froster", num_eval_sets=2)
+    for n, f in enumerate(cross.files, 1):
+        expect = json.loads((root / f"label_rephrase/k600_split{n}_rephrased_classes.json").read_text())
+        assert sorted(c.prompt for c in f.classes) == sorted(expect.values())

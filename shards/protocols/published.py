@@ -20,7 +20,7 @@ import re
 from collections import defaultdict
 
 from .core import Manifest, SplitFile, SplitPlan, by_class, check_disjoint, entries_of, with_descriptions
-from .names import ClassEntry, Descriptions, SplitError, load_prompts, normalise, parse_label_list, readable_name
+from .names import ClassEntry, SplitError, load_prompts, normalise, parse_label_list, readable_name
 
 VIFI_B2N = {"k400": ("k400_splits", "kinetics_400"), "hmdb51": ("hmdb_splits", "hmdb_51"),
             "ucf101": ("ucf_splits", "ucf_101"), "ssv2": ("ssv2_splits", "ssv2_174")}
