@@ -87,6 +87,8 @@ class EvalConfig:
     zero_shot: bool = False                # evaluate the frozen original CLIP instead (the baseline)
     precision: str = "fp32"                # "fp32" (the official evaluation) | "bf16" | "fp16" autocast
     zero_shot_templates: int = 29          # baseline prompts: 29 composed ones | 28 (the official: names only)
+    max_missing: int | float = 0           # split samples that may go unevaluated: a count, or a fraction (< 1)
+    allow_partial: bool = False            # evaluate a run whose training has not finished (--allow-partial)
 
 
 @dataclass
@@ -242,6 +244,8 @@ def validate(cfg: Config) -> None:
                        ("data.num_views", d.num_views), ("eval.batch_size", cfg.eval.batch_size)):
         if value < 1:
             raise ConfigError(f"{key}={value}: must be at least 1")
+    if cfg.eval.max_missing < 0:
+        raise ConfigError(f"eval.max_missing={cfg.eval.max_missing}: must be a count >= 0 or a fraction in [0, 1)")
     if not 0 <= t.warmup_epochs < t.epochs:
         raise ConfigError(f"train.warmup_epochs={t.warmup_epochs}: must be in [0, train.epochs)")
     if not 1 <= t.average_from <= t.epochs:
