@@ -41,7 +41,8 @@ def build_model(cfg: Config) -> Froster:
     m = cfg.model
     with _quiet_open_clip():
             model = Froster.build(m.clip, m.pretrained, m.checkpoint, alpha=m.alpha, distill_weight=m.distill_weight,
-                              temporal=m.temporal, boundary=m.boundary, quick_gelu=quick_gelu(cfg))
+                              temporal=m.temporal, boundary=m.boundary, quick_gelu=quick_gelu(cfg),
+                              prompt_style=m.prompts)
     check_crop(model, cfg)
     return model
 
@@ -52,9 +53,10 @@ def build_eval_model(cfg: Config, weights: Path | None) -> Froster:
     with _quiet_open_clip():
         if weights is None:
             model = Froster.build(m.clip, m.pretrained, m.checkpoint, temporal=m.temporal, boundary=m.boundary,
-                                  quick_gelu=quick_gelu(cfg), teacher=True)
+                                  quick_gelu=quick_gelu(cfg), teacher=True, prompt_style=m.prompts,
+                                  zero_shot_templates=cfg.eval.zero_shot_templates)
         else:
             model = Froster.build(m.clip, None, weights, temporal=m.temporal, boundary=m.boundary,
-                                  quick_gelu=quick_gelu(cfg), teacher=False)
+                                  quick_gelu=quick_gelu(cfg), teacher=False, prompt_style=m.prompts)
     check_crop(model, cfg)
     return model

@@ -30,6 +30,8 @@ class ModelConfig:
     distill_weight: float = 2.0            # lambda in CE + lambda * (visual + text distillation)
     temporal: str = "neighbour"            # "neighbour" (expand temporal view) | "none"
     boundary: str = "mask"                 # "mask" (correct) | "zeros" (the reference's unmasked zero tokens)
+    prompts: str = "frostline"             # names without a description: "frostline" (template once) | "official"
+    fidelity: str = "frostline"            # "official": every official-code behaviour at once (model/fidelity.py)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class DataConfig:
     crop_size: int = 224
     short_side_range: tuple[int, int] = (224, 256)
     flip: bool = True
+    force_flip: bool = False               # also flip clips of classes that name left or right (the official code)
     num_views: int = 3                     # evaluation: temporal views, logits summed
     num_threads: int = 4
     prefetch: int = 2
@@ -61,6 +64,7 @@ class TrainConfig:
     min_lr: float = 3.33e-8
     lr_reference_batch: int = 64
     weight_decay: float = 0.01             # not applied to 1-D parameters (norms, biases, scales)
+    decay_scalars: bool = False            # also decay 0-D parameters (logit_scale), as the official optimizer does
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     clip_grad: float = 1.0                 # max gradient norm; 0 disables clipping
@@ -81,6 +85,8 @@ class EvalConfig:
     batch_size: int = 8                    # rows per batch per process (a row is one view of one clip)
     weights: str = "average"               # "average" | "last" | a path to a student weights file
     zero_shot: bool = False                # evaluate the frozen original CLIP instead (the baseline)
+    precision: str = "fp32"                # "fp32" (the official evaluation) | "bf16" | "fp16" autocast
+    zero_shot_templates: int = 29          # baseline prompts: 29 composed ones | 28 (the official: names only)
     max_missing: int | float = 0           # split samples that may go unevaluated: a count, or a fraction (< 1)
     allow_partial: bool = False            # evaluate a run whose training has not finished (--allow-partial)
 
@@ -209,6 +215,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ConfigError as e:
         raise ConfigError(f"{path or 'config'}: {e}") from None
     validate(cfg)
+    from model.fidelity import resolve   # the official switch sets the settings it stands for
+    resolve(cfg)
     return cfg
 
 
@@ -223,6 +231,10 @@ def validate(cfg: Config) -> None:
         "train.distributed": (t.distributed, ("ddp", "fsdp")),
         "model.temporal": (cfg.model.temporal, ("neighbour", "none")),
         "model.boundary": (cfg.model.boundary, ("mask", "zeros")),
+        "model.prompts": (cfg.model.prompts, ("frostline", "official")),
+        "model.fidelity": (cfg.model.fidelity, ("frostline", "official")),
+        "eval.precision": (cfg.eval.precision, ("fp32", "bf16", "fp16")),
+        "eval.zero_shot_templates": (cfg.eval.zero_shot_templates, (28, 29)),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

@@ -38,7 +38,8 @@ def loader_config(cfg: Config, *, train: bool, batch_size: int, device: str):
     d = cfg.data
     return LoaderConfig(device=device, num_frames=d.num_frames, sampling=d.sampling, frame_stride=d.frame_stride,
                         batch_size=batch_size, train=train, num_views=d.num_views, crop_size=d.crop_size,
-                        short_side_range=tuple(d.short_side_range), flip=d.flip, dtype="fp32", seed=cfg.train.seed,
+                        short_side_range=tuple(d.short_side_range), flip=d.flip, force_flip=d.force_flip,
+                        dtype="fp32", seed=cfg.train.seed,
                         num_threads=d.num_threads, prefetch=d.prefetch)
 
 

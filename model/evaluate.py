@@ -215,6 +215,14 @@ def resolve_weights(cfg: Config) -> Path:
     return path if path.exists() else average_checkpoints(ckpt, cfg.train.average_from, last, path)
 
 
+def eval_precision(cfg: Config, device: torch.device):
+    """fp32 by default, as the official evaluation; eval.precision=bf16|fp16 autocasts (faster, see README)."""
+    if cfg.eval.precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if cfg.eval.precision == "bf16"
+                          else torch.float16)
+
+
 @torch.no_grad()
 def evaluate_split(model, url: str, cfg: Config, accelerator, zero_shot: bool) -> dict:
     """Score one split file: every rank predicts its share, view logits are summed, ranks merged."""
@@ -225,7 +233,7 @@ def evaluate_split(model, url: str, cfg: Config, accelerator, zero_shot: bool) -
     bar = tqdm(loader, desc=url.rsplit("/", 1)[-1], unit="batch", dynamic_ncols=True, leave=False,
                disable=not (cfg.train.progress and accelerator.is_main_process))
     for batch in bar:
-        with accelerator.autocast():
+        with eval_precision(cfg, accelerator.device):
             logits = model.predict(batch.clips.to(accelerator.device), zero_shot=zero_shot)
         sums.add(batch.keys, logits, batch.labels, batch.valid)
     result = score(gather_view_sums(sums, accelerator), len(loader.classes), cfg.data.num_views)

@@ -14,7 +14,9 @@ API (stable; changes are listed here):
 clips are [B, T, 3, H, W] (CLIP-normalised), labels int64 [B] in the class set's order.
 Extra build options (additions, nothing changed): attn_impl="sdpa"|"math", teacher=False (eval-only: no teacher,
 no projectors), quick_gelu, grad_checkpointing, shard_text (class text split across DDP ranks), and the
-reference-cost switches cache_teacher_text / truncate_text. forward(..., template=j) fixes the step's template.
+reference-cost switches cache_teacher_text / truncate_text, and the official-code ones (model/fidelity.py):
+prompt_style="official" (a description-less name repeated after the template) and zero_shot_templates=28 (the
+official zero-shot baseline: 28 templates, class names only). forward(..., template=j) fixes the step's template.
 
 Cost notes (issue 6): the teacher's text features never change, so set_classes computes them once; every class
 prompt is cut to the longest real prompt of the class set (exact: see model.clip.text_length); the class text is
@@ -109,9 +111,10 @@ class Froster(nn.Module):
 
     def __init__(self, student: VideoCLIP, teacher: nn.Module | None, tokenizer, *, alpha: float = 0.1,
                  distill_weight: float = 2.0, cache_teacher_text: bool = True, truncate_text: bool = True,
-                 shard_text: bool = False):
+                 shard_text: bool = False, prompt_style: str = "frostline", zero_shot_templates: int = 29):
         super().__init__()
         self.student, self.tokenizer = student, tokenizer
+        self.prompt_style, self.zero_shot_templates = prompt_style, zero_shot_templates  # model/prompts.py
         self.distill_weight, self.shard_text = distill_weight, shard_text
         self.cache_teacher_text, self.truncate_text = cache_teacher_text, truncate_text
         self.teacher = teacher
@@ -126,6 +129,7 @@ class Froster(nn.Module):
         self.register_buffer("tokens", torch.empty(0, 0, 0, dtype=torch.long), persistent=False)   # [29, C, L]
         self.register_buffer("teacher_text", torch.empty(0), persistent=False)  # [29, C, D] normalised
         self._eval_text: torch.Tensor | None = None
+        self._zero_shot_text: torch.Tensor | None = None  # the 28-template baseline's class features (lazy)
         # Every buffer here is a constant that each rank computes identically (tokens, cached teacher text, causal
         # masks): DDP must not re-broadcast them every step (the teacher cache alone is 29*C*D floats).
         self._ddp_params_and_buffers_to_ignore = [name for name, _ in self.named_buffers()]
@@ -135,7 +139,7 @@ class Froster(nn.Module):
               alpha: float = 0.1, distill_weight: float = 2.0, temporal: str = "neighbour", boundary: str = "mask",
               attn_impl: str = "sdpa", teacher: bool = True, quick_gelu: bool | None = None,
               grad_checkpointing: bool = False, cache_teacher_text: bool = True, truncate_text: bool = True,
-              shard_text: bool = False) -> "Froster":
+              shard_text: bool = False, prompt_style: str = "frostline", zero_shot_templates: int = 29) -> "Froster":
         """Student and teacher both start as the same loaded CLIP. teacher=False builds an eval-only model
         (no teacher, no projectors: predict() only)."""
         clip, tokenizer = build_clip(clip_name, pretrained, checkpoint, quick_gelu=quick_gelu)
@@ -143,7 +147,8 @@ class Froster(nn.Module):
         clip.set_grad_checkpointing(grad_checkpointing)
         return cls(VideoCLIP(clip, temporal, boundary, attn_impl), frozen, tokenizer, alpha=alpha,
                    distill_weight=distill_weight, cache_teacher_text=cache_teacher_text,
-                   truncate_text=truncate_text, shard_text=shard_text)
+                   truncate_text=truncate_text, shard_text=shard_text, prompt_style=prompt_style,
+                   zero_shot_templates=zero_shot_templates)
 
     # -- classes and text -------------------------------------------------------------------------------------
     @property
@@ -162,13 +167,12 @@ class Froster(nn.Module):
         if not class_texts:
             raise ValueError("set_classes needs at least one class text")
         self.class_texts = list(class_texts)
-        table = prompts.prompt_table(self.class_texts)
-        flat = [p for row in table for p in row]
-        tokens = self.tokenizer(flat).view(len(table), len(class_texts), -1)
+        table = prompts.prompt_table(self.class_texts, official=self.prompt_style == "official")
+        tokens = prompts.tokenize(self.tokenizer, table, self.class_texts)  # a prompt past 77 tokens: an error
         # each template's exact length, once, on the host: no device sync in the training step
         self._lengths = [text_length(t, self.student.clip) if self.truncate_text else t.shape[-1] for t in tokens]
         self.tokens = tokens[..., :max(self._lengths)].to(self._device())
-        self._eval_text = None
+        self._eval_text = self._zero_shot_text = None
         if self.teacher is not None:
             feats = [encode_text(self.teacher, self._cut(t)) for t in self.tokens.flatten(0, 1).split(chunk)]
             self.teacher_text = _f32(torch.cat(feats).view(*self.tokens.shape[:2], -1))
@@ -244,7 +248,7 @@ class Froster(nn.Module):
         return self
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._eval_text = None
+        self._eval_text = self._zero_shot_text = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # -- evaluation ---------------------------------------------------------------------------------------------
@@ -256,6 +260,14 @@ class Froster(nn.Module):
         if zero_shot:
             if self.teacher is None:
                 raise RuntimeError("zero_shot needs the teacher (build with teacher=True)")
+            if self.zero_shot_templates == len(prompts.TEMPLATES):  # the official baseline: names, 28 templates
+                if self._zero_shot_text is None:
+                    table = prompts.zero_shot_table(self.class_texts)
+                    tokens = prompts.tokenize(self.tokenizer, table, self.class_texts).to(self._device())
+                    flat = tokens.flatten(0, 1)
+                    feats = torch.cat([encode_text(self.teacher, self._cut(t)) for t in flat.split(chunk)]).float()
+                    self._zero_shot_text = F.normalize(feats.view(*tokens.shape[:2], -1).mean(0), dim=-1)
+                return self._zero_shot_text
             return F.normalize(self.teacher_text.mean(0), dim=-1)
         if self._eval_text is not None and not self.training:
             return self._eval_text

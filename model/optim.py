@@ -7,11 +7,12 @@ import math
 from model.config import ConfigError, TrainConfig
 
 
-def param_groups(model, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on matrices only; none on 1-D (and 0-D) parameters: norms, biases, scales."""
+def param_groups(model, weight_decay: float, decay_scalars: bool = False) -> list[dict]:
+    """AdamW groups: weight decay on matrices only; none on 1-D (and 0-D) parameters: norms, biases, scales.
+    `decay_scalars` also decays 0-D parameters (CLIP's logit_scale), as the official optimizer does."""
     decay, no_decay = [], []
     for _, p in model.named_trainable_parameters():
-        (decay if p.ndim >= 2 else no_decay).append(p)
+        (decay if p.ndim >= 2 or (decay_scalars and p.ndim == 0) else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

@@ -39,6 +39,7 @@ from model.build import build_model  # noqa: E402
 from model.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from model.config import Config, ConfigError, load_config  # noqa: E402
 from model.data import build_loader, data_health, split_paths  # noqa: E402
+from model.fidelity import startup_notes  # noqa: E402
 from model.launch import die_with_parent, is_main_rank, launched, make_accelerator  # noqa: E402
 from model.lock import RunLock  # noqa: E402
 from model.optim import accumulation_steps, lr_at, param_groups, scaled_lr  # noqa: E402
@@ -60,6 +61,9 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
+    for note in startup_notes(cfg):  # the official switch; a learning rate scaled away from the preset's
+        log.warning(note)
+
     # The data: this rank's share of the training split, in micro-batches.
     accum = accumulation_steps(t.global_batch, t.micro_batch, accelerator.num_processes)
     loader = build_loader(split_paths(cfg.data)["train"], cfg, accelerator, train=True, batch_size=t.micro_batch)
@@ -77,7 +81,8 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
     model.set_classes(prompts.class_texts(loader.classes))  # tokenises prompts, caches the teacher's text once
 
     peak, final = scaled_lr(t)
-    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=peak, betas=t.betas, eps=t.eps)
+    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay, t.decay_scalars), lr=peak, betas=t.betas,
+                                  eps=t.eps)
     model, optimizer = accelerator.prepare(model, optimizer)
     # Our own per-optimiser-step schedule (not prepared: accelerate would step it once per process).
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(

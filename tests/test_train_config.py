@@ -38,15 +38,17 @@ def test_cross_k400_preset_matches_the_reference_recipe():
     t = cfg.train
     assert (t.epochs, t.warmup_epochs, t.global_batch, t.clip_grad, t.weight_decay) == (22, 2, 64, 1.0, 0.01)
     assert t.betas == (0.9, 0.999) and t.mixed_precision == "bf16" and t.average_from == 2
-    assert scaled_lr(t) == pytest.approx((3.33e-6, 3.33e-8))
+    assert scaled_lr(t) == pytest.approx((3.33e-6, 3.33e-8))   # the official lr at the preset's batch, unscaled
     assert cfg.model.clip == "ViT-B-16" and cfg.model.pretrained == "openai"
     assert cfg.data.protocol == "cross" and cfg.data.dataset == "k400"
 
 
 def test_b2n_presets():
-    hmdb = load_config(CONFIGS / "b2n_hmdb51.yaml")
-    assert hmdb.train.epochs == 12 and hmdb.train.global_batch == 32 and hmdb.data.protocol == "base2novel"
-    assert scaled_lr(hmdb.train)[0] == pytest.approx(3.33e-6 / 2)
+    """The official scripts: global batch 32 (64 for UCF101), every one at lr 3.33e-6, never scaled."""
+    for name, batch in (("b2n_hmdb51", 32), ("b2n_k400", 32), ("b2n_ssv2", 32), ("b2n_ucf101", 64)):
+        t = load_config(CONFIGS / f"{name}.yaml").train
+        assert t.epochs == 12 and t.global_batch == batch
+        assert scaled_lr(t) == pytest.approx((3.33e-6, 3.33e-8))
     for name in ("b2n_ucf101", "b2n_k400", "b2n_ssv2", "demo"):
         cfg = load_config(CONFIGS / f"{name}.yaml")
         assert cfg.data.protocol == "base2novel"

@@ -39,8 +39,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--classes-per-set", type=int, default=160, help="cross K600: classes per evaluation set")
     p.add_argument("--from-split-files", metavar="DIR", help="import published split files found under DIR")
     p.add_argument("--split-format", default="auto", choices=["auto", "vificlip", "froster"],
-                   help="which published files to import from DIR (auto: ViFi-CLIP's when present, else FROSTER's)")
-    p.add_argument("--class-names", metavar="FILE", help="JSON {class id or name: prompt text} for the classes files")
+                   help="which published files to import from DIR (auto: ViFi-CLIP's when present, else FROSTER's); "
+                        "froster also takes the class descriptions from FROSTER's rephrased files under DIR")
+    p.add_argument("--class-names", metavar="FILE",
+                   help="JSON class descriptions: FROSTER's rephrased files as published "
+                   "({index: 'Name: description'}, matched by Name) or {class name or id: text}")
     p.add_argument("--train-class-names", metavar="FILE", help="cross: the same for K400's training classes")
     p.add_argument("--novel-classes", metavar="FILE",
                    help="cross K600: the novel class names, one per line (or an id,name CSV), instead of matching")
@@ -81,7 +84,8 @@ def main(argv=None) -> int:
             k400 = splits.Manifest.load(args.train_manifest, "k400")
             m = splits.Manifest.load(args.eval_manifest, args.dataset)
             plans = [splits.cross_train(k400, class_names=read(args.train_class_names),
-                                        class_names_path=args.train_class_names),
+                                        class_names_path=args.train_class_names,
+                                        split_files=args.from_split_files, split_format=args.split_format),
                      splits.cross(k400, m, seed=args.seed, num_eval_sets=args.num_eval_sets,
                                   classes_per_set=args.classes_per_set,
                                   novel_classes_text=read(args.novel_classes), novel_classes_path=args.novel_classes,
