@@ -6,8 +6,9 @@ resized to the crop size, the centre crop, CLIP's normalisation.
 
 Decoding: DALI where its decoder reads the codec on the chosen device (CPU: VP8, VP9, MJPEG; GPU/NVDEC: also
 H.264, HEVC, AV1), PyAV for everything else FFmpeg reads (MPEG-4 part 2 in AVI, ...). The PyAV path resamples
-exactly as the graph's resize does (bilinear from the crop's source square, no antialiasing), so both give the
-same clip up to the decoders' own rounding. A file that cannot be read or decoded raises `VideoError` naming it.
+as the graph's resize does (bilinear from the crop's source square, no antialiasing, uint8 pixels), so on the same
+decoded frames both give the same clip (tests/test_predict.py); the decoders' own YUV->RGB conversions differ a
+little (mean 0.03 in normalised units on a generated VP9 video). A file that cannot be read or decoded raises `VideoError` naming it.
 """
 from __future__ import annotations
 
@@ -137,6 +138,7 @@ def centre_crop_normalise(frames: torch.Tensor, crop: int) -> torch.Tensor:
     grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)        # [crop, crop, (x, y)]
     x = frames.permute(0, 3, 1, 2).float()
     x = F.grid_sample(x, grid.expand(n, crop, crop, 2), mode="bilinear", padding_mode="border", align_corners=False)
+    x = x.round_()  # the graph's resize writes uint8 pixels
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1) * 255
     return (x - mean) / std
