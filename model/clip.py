@@ -147,7 +147,7 @@ def load_clip(
         raise TypeError(f"{name!r} builds a {type(model).__name__}; frostline needs a CLIP with the built-in "
                         f"(causal, argmax-pooled) text tower")
     model.float()
-    log.info("%s", info.describe())
+    log.debug("%s", info.describe())  # the entry point reports it (model.build, model.inference)
     return model, open_clip.get_tokenizer(name), info
 
 
@@ -208,6 +208,11 @@ def export_clip(state_dict: dict, path: str | os.PathLike, name: str, *, quick_g
     if meta:
         out["frostline"] = meta
     torch.save(out, path)
+
+
+def uses_quick_gelu(model: open_clip.CLIP) -> bool:
+    """Whether the model's MLPs use QuickGELU (OpenAI's activation)."""
+    return any(isinstance(m, open_clip.transformer.QuickGELU) for m in model.modules())
 
 
 def text_length(tokens: torch.Tensor, model: open_clip.CLIP) -> int:

@@ -14,25 +14,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# OpenMP threads that spin while they wait steal the cores from the DALI and decoder threads on a busy
-# machine (measured: 5x slower CPU training on 2 shared cores); sleeping costs nothing on a GPU run.
-# It must be set before torch starts its thread pool, so here, before `import torch`.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 if __package__ in (None, ""):  # `python model/evaluate.py` runs this file as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch
-from tqdm import tqdm
+from model import omp  # noqa: F401,E402  (first: OpenMP threads must sleep while they wait; before torch)
 
-from model.config import (Config, ConfigError, check_crop, load_config, loader_config, loader_device, quick_gelu,
-                          split_paths)
+import torch  # noqa: E402
+from accelerate.logging import get_logger  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from model.build import build_eval_model  # noqa: E402
+from model.config import Config, load_config  # noqa: E402
+from model.data import build_loader, split_exists, split_paths  # noqa: E402
+from shards.cli import add_logging_flags, run as guarded, setup_logging  # noqa: E402
+
+log = get_logger("model.evaluate")
 
 
 # ----------------------------------------------------------------------------------------------------------- metrics
@@ -183,7 +184,9 @@ def write_results(results: dict, out_dir: str | Path) -> tuple[Path, Path]:
 
 # ------------------------------------------------------------------------------------------------------- the runner
 def resolve_weights(cfg: Config) -> Path:
-    """eval.weights -> a file: "average" (swa_{from}_{last}.pt, made on demand), "last" (the last epoch), or a path."""
+    """eval.weights -> a file: "average" (swa_{from}_{last}.pt, made on demand), "last" (the last epoch), or a path.
+    A run without epoch checkpoints whose model.pretrained is a weights file evaluates that file (released FROSTER,
+    Open-VCLIP, ViFi-CLIP weights through the normal path)."""
     from model.average import average_checkpoints, epoch_weights
     ckpt = Path(cfg.output_dir) / "checkpoints"
     w = cfg.eval.weights
@@ -193,8 +196,16 @@ def resolve_weights(cfg: Config) -> Path:
         return Path(w)
     epochs = epoch_weights(ckpt)
     if not epochs:
-        raise FileNotFoundError(f"{ckpt}: no epoch checkpoints to evaluate; train first, or pass --weights PATH "
-                                f"or --zero-shot")
+        from model.build import pretrained
+        from model.clip import is_weights_path
+        spec = pretrained(cfg)
+        if spec is not None and is_weights_path(spec):  # released weights, evaluated as they are (no training)
+            if not Path(spec).expanduser().is_file():
+                raise FileNotFoundError(f"model.pretrained: no such file {spec}")
+            log.info("%s has no trained checkpoints: evaluating model.pretrained=%s itself", ckpt, spec)
+            return Path(spec).expanduser()
+        raise FileNotFoundError(f"{ckpt}: no epoch checkpoints to evaluate; train first, or pass --weights PATH, "
+                                f"model.pretrained=PATH (released weights) or --zero-shot")
     last = max(epochs)
     if w == "last":
         return epochs[last]
@@ -202,32 +213,11 @@ def resolve_weights(cfg: Config) -> Path:
     return path if path.exists() else average_checkpoints(ckpt, cfg.train.average_from, last, path)
 
 
-def build_eval_model(cfg: Config, weights: Path | None):
-    """zero-shot: the original CLIP as the frozen teacher; else the student CLIP loaded from `weights`."""
-    from model.froster import Froster
-    m = cfg.model
-    if weights is None:
-        return Froster.build(m.clip, m.pretrained, m.checkpoint, temporal=m.temporal, boundary=m.boundary,
-                             quick_gelu=quick_gelu(cfg), teacher=True)
-    return Froster.build(m.clip, None, weights, temporal=m.temporal, boundary=m.boundary,
-                         quick_gelu=quick_gelu(cfg), teacher=False)
-
-
-def split_exists(url: str) -> bool:
-    """Whether an optional split file (cross-dataset ``eval_full``) is there, locally or on s3://."""
-    from shards.storage import Store, is_remote
-    parent, name = url.rsplit("/", 1) if is_remote(url) else os.path.split(url)
-    return Store(parent).exists(name)
-
-
 @torch.no_grad()
 def evaluate_split(model, url: str, cfg: Config, accelerator, zero_shot: bool) -> dict:
     """Score one split file: every rank predicts its share, view logits are summed, ranks merged."""
-    from pipeline.loader import build_loader
     from model import prompts
-    loader = build_loader(url, loader_config(cfg, train=False, batch_size=cfg.eval.batch_size,
-                                             device=loader_device(cfg, accelerator)),
-                          rank=accelerator.process_index, world_size=accelerator.num_processes)
+    loader = build_loader(url, cfg, accelerator, train=False, batch_size=cfg.eval.batch_size)
     model.set_classes(prompts.class_texts(loader.classes))
     sums = ViewSums()
     bar = tqdm(loader, desc=url.rsplit("/", 1)[-1], unit="batch", dynamic_ncols=True, leave=False,
@@ -253,10 +243,8 @@ def run(cfg: Config, accelerator=None, out_dir: str | Path | None = None) -> dic
             weights = resolve_weights(cfg)  # may write the average once
         accelerator.wait_for_everyone()
         weights = resolve_weights(cfg)
-    model = build_eval_model(cfg, weights)
-    check_crop(model, cfg)
-    model = model.to(accelerator.device).eval()
-    accelerator.print(f"evaluating {'the zero-shot CLIP ' + cfg.model.clip if zero_shot else weights}")
+    model = build_eval_model(cfg, weights).to(accelerator.device).eval()
+    log.info(f"evaluating {'the zero-shot CLIP ' + cfg.model.clip if zero_shot else weights}")
     tic = time.time()
     paths = split_paths(cfg.data)["eval"]
     per_dataset = {}
@@ -287,24 +275,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--zero-shot", action="store_true", help="the frozen original CLIP, no temporal attention")
     ap.add_argument("--weights", default=None, help="student weights file (default: eval.weights of the config)")
     ap.add_argument("--out", default=None, help="folder for results.json/results.md (default: output_dir)")
+    add_logging_flags(ap)
     ap.add_argument("overrides", nargs="*", help="key.sub=value")
     a = ap.parse_args(argv)
-    try:
-        cfg = load_config(a.config, a.overrides)
-    except (ConfigError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    setup_logging(a.quiet, a.verbose)
+    cfg = load_config(a.config, a.overrides)
     cfg.eval.zero_shot = cfg.eval.zero_shot or a.zero_shot
     if a.weights:
         cfg.eval.weights = a.weights
     from accelerate import Accelerator
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision)
-    try:
-        results = run(cfg, accelerator, a.out)
-    except (ConfigError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    results = run(cfg, accelerator, a.out)
     if accelerator.is_main_process:
         print(markdown_table(results), end="")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded(main))

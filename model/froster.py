@@ -33,6 +33,9 @@ from torch import nn
 
 from model import prompts
 from model.clip import encode_text, load_clip, text_length
+from model.collective import broadcast_int, gather_rows, world_size
+from model.loss import at_least_f32 as _f32
+from model.loss import distill_loss, froster_loss  # noqa: F401  (distill_loss: public name, kept importable here)
 from model.temporal import ATTN_IMPLS, BOUNDARIES, video_features
 
 TEMPORAL = ("neighbour", "none")
@@ -100,36 +103,9 @@ class FrosterOutput:
     logits: torch.Tensor
 
 
-def _f32(x: torch.Tensor) -> torch.Tensor:
-    """Losses in at least float32 (autocast hands us bf16/fp16)."""
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """mean(1 - cos) over every feature vector (frames of all clips, or classes)."""
-    return (1 - F.cosine_similarity(_f32(student), _f32(teacher).to(_f32(student).dtype), dim=-1)).mean()
-
-
-class _GatherRows(torch.autograd.Function):
-    """all_gather of equal-sized row blocks that keeps gradients: each rank gets back the summed gradient of its
-    own block (all_reduce + slice, which also works on gloo, unlike reduce_scatter)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
-
-
 class Froster(nn.Module):
-    """Student VideoCLIP + frozen teacher CLIP + residual projectors + the FROSTER loss."""
+    """Student VideoCLIP + frozen teacher CLIP + residual projectors; forward() returns the FROSTER loss
+    (model/loss.py) of one training step."""
 
     def __init__(self, student: VideoCLIP, teacher: nn.Module | None, tokenizer, *, alpha: float = 0.1,
                  distill_weight: float = 2.0, cache_teacher_text: bool = True, truncate_text: bool = True,
@@ -215,14 +191,14 @@ class Froster(nn.Module):
     def _student_class_text(self, template: int) -> torch.Tensor:
         """Normalised mean of (template, bare) student features per class [C, D], with gradients."""
         c = self.num_classes
-        if self.shard_text and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            world, rank = dist.get_world_size(), dist.get_rank()
+        if self.shard_text and world_size() > 1:
+            world, rank = world_size(), dist.get_rank()
             per = -(-c // world)
             idx = torch.arange(rank * per, (rank + 1) * per, device=self._device()).clamp(max=c - 1)
             pair = torch.stack([self.tokens[template][idx], self.tokens[prompts.BARE_INDEX][idx]])
             feats = self.student.encode_text(pair.flatten(0, 1)[:, :self._pair_length(template)]).view(2, per, -1)
             mine = F.normalize(feats[0] + feats[1], dim=-1)
-            return _GatherRows.apply(mine)[:c]
+            return gather_rows(mine)[:c]
         feats = self.student.encode_text(self._pair_tokens(template))
         return F.normalize(feats[:c] + feats[c:], dim=-1)
 
@@ -237,10 +213,8 @@ class Froster(nn.Module):
 
     def _pick_template(self) -> int:
         template = prompts.sample_template()
-        if self.shard_text and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            t = torch.tensor([template], device=self._device() if dist.get_backend() == "nccl" else "cpu")
-            dist.broadcast(t, src=0)  # every rank must encode the same template
-            template = int(t)
+        if self.shard_text and world_size() > 1:
+            template = broadcast_int(template, self._device())  # every rank must encode the same template
         return template
 
     # -- training -----------------------------------------------------------------------------------------------
@@ -257,16 +231,16 @@ class Froster(nn.Module):
         zt = self._student_class_text(template)                       # [C, D]
         zv = self.student.encode_video(clips)                         # [B, T, D]
         logits = self.student.logits(zv, zt)                          # features before the projectors
-        ce = F.cross_entropy(_f32(logits), labels)
-        with torch.no_grad():
-            b, t = clips.shape[:2]
-            images = clips.flatten(0, 1).to(self.teacher.visual.conv1.weight.dtype)
-            tv = F.normalize(self.teacher.visual(images).view(b, t, -1), dim=-1)
-        tt = self._teacher_class_text(template)
-        dv = distill_loss(self.proj_v(zv), tv)
-        dt = distill_loss(self.proj_t(zt), tt)
-        loss = ce + self.distill_weight * (dv + dt)
-        return FrosterOutput(loss, ce, dv, dt, logits)
+        tv, tt = self.teacher_video(clips), self._teacher_class_text(template)
+        terms = froster_loss(logits, labels, self.proj_v(zv), tv, self.proj_t(zt), tt, self.distill_weight)
+        return FrosterOutput(terms.loss, terms.ce, terms.distill_visual, terms.distill_text, logits)
+
+    @torch.no_grad()
+    def teacher_video(self, clips: torch.Tensor) -> torch.Tensor:
+        """The frozen CLIP's L2-normalised per-frame features [B, T, D]: frames as images, no temporal attention."""
+        b, t = clips.shape[:2]
+        images = clips.flatten(0, 1).to(self.teacher.visual.conv1.weight.dtype)
+        return F.normalize(self.teacher.visual(images).view(b, t, -1), dim=-1)
 
     def train(self, mode: bool = True) -> "Froster":
         super().train(mode)
@@ -304,10 +278,7 @@ class Froster(nn.Module):
         """logits [B, C]. zero_shot=True: the frozen original CLIP (teacher), frames averaged, no temporal attention."""
         text = self.class_features(zero_shot)
         if zero_shot:
-            b, t = clips.shape[:2]
-            images = clips.flatten(0, 1).to(self.teacher.visual.conv1.weight.dtype)
-            zv = F.normalize(self.teacher.visual(images).view(b, t, -1), dim=-1)
-            cos = torch.einsum("btd,cd->btc", zv.float(), text)
+            cos = torch.einsum("btd,cd->btc", self.teacher_video(clips).float(), text)
             return self.teacher.logit_scale.exp() * cos.mean(dim=1)
         return self.student.logits(self.student.encode_video(clips), text).float()
 

@@ -54,10 +54,9 @@ class Predictor:
             if not (run / "config.yaml").is_file():
                 raise FileNotFoundError(f"{run}: a folder without config.yaml is not a frostline run")
             cfg = load_config(run / "config.yaml", [f"output_dir={run}"])
+            from model.build import quick_gelu as configured_quick_gelu
             clip = clip or cfg.model.clip
-            pretrained = cfg.model.checkpoint or cfg.model.pretrained
-            if pretrained == "openai" or "quickgelu" in cfg.model.clip.lower():
-                quick_gelu = True
+            quick_gelu = configured_quick_gelu(cfg)  # None: the exported weights say (model.clip.export_clip)
             temporal, boundary = temporal or cfg.model.temporal, boundary or cfg.model.boundary
             d = cfg.data
             sampling = Sampling(d.num_frames, d.frame_stride, d.num_views, d.crop_size)

@@ -40,7 +40,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
 
     # the same command again: nothing is regenerated or retrained, the evaluation gives the same numbers
     r2 = demo(out)
-    assert "already finished" in r2.stdout
+    assert "already finished" in r2.stderr
     assert (out / "run" / "metrics.jsonl").read_text().splitlines() == steps
     assert json.loads((out / "results.json").read_text())["base_top1"] == res["base_top1"]
 

@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from model.config import ConfigError, accumulation_steps, load_config, scaled_lr, split_paths
+from model.config import ConfigError, load_config
+from model.data import split_paths
+from model.optim import accumulation_steps, scaled_lr
 
 CONFIGS = Path(__file__).resolve().parents[1] / "model" / "configs"
 
@@ -73,7 +75,7 @@ def test_split_paths_follow_make_splits_layout():
 
 
 def test_resume_refuses_changed_training_settings_only():
-    from model.train import config_changes
+    from model.checkpoint import config_changes
     saved = load_config(CONFIGS / "demo.yaml").to_dict()
     same = load_config(CONFIGS / "demo.yaml", ["output_dir=/elsewhere", "train.log_every=1", "eval.batch_size=3",
                                                "data.num_threads=1", "train.betas=[0.9, 0.999]"]).to_dict()

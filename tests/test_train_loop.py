@@ -78,7 +78,7 @@ def records(out: Path) -> dict[int, dict]:
 
 # --------------------------------------------------------------------------------------------------- unit pieces
 def test_lr_schedule_warmup_then_cosine():
-    from model.train import lr_at
+    from model.optim import lr_at
     kw = dict(total=100, warmup=10, peak=1e-3, final=1e-5)
     assert lr_at(0, **kw) == pytest.approx(1e-5)
     assert lr_at(5, **kw) == pytest.approx(1e-5 + (1e-3 - 1e-5) / 2)
@@ -90,7 +90,7 @@ def test_lr_schedule_warmup_then_cosine():
 
 def test_no_weight_decay_on_1d_parameters():
     from model.froster import Froster
-    from model.train import param_groups
+    from model.optim import param_groups
     model = Froster.build("frostline-tiny", None)
     decay, no_decay = param_groups(model, 0.01)
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
@@ -170,7 +170,7 @@ def test_exact_resume_after_kill(data, tmp_path):
     killed_at = json.loads(pointer.read_text())["global_step"]
     assert killed_at < 18, "the run finished before it could be killed"
     r = run(cmd[1:])
-    assert f"resumed from {out / 'checkpoints'}" in r.stdout
+    assert f"resumed from {out / 'checkpoints'}" in r.stderr
 
     err.close()
     a, b = records(ref), records(out)
@@ -196,7 +196,7 @@ def test_two_process_cpu_ddp_and_fsdp(data, tmp_path):
     r = subprocess.run(launcher + ["model/train.py", "--config", str(cfg)], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    assert "2 process(es) x 2 clips x 1 accumulation = 4 clips/step" in r.stdout
+    assert "2 process(es) x 2 clips x 1 accumulation = 4 clips/step" in r.stderr
     ckpt = out / "checkpoints" / "epoch_002"
     assert (ckpt / "rng_rank0.pt").exists() and (ckpt / "rng_rank1.pt").exists()
     state = torch.load(ckpt / "state.pt", weights_only=True)
@@ -242,8 +242,9 @@ def test_checkpoint_round_trip(data, tmp_path):
 def _round_trip(acc, cfg, data, tmp_path):
     from model import prompts
     from model.froster import Froster
-    from model.config import loader_config
-    from model.train import load_checkpoint, param_groups, save_checkpoint
+    from model.checkpoint import load_checkpoint, save_checkpoint
+    from model.data import loader_config
+    from model.optim import param_groups
     from pipeline.loader import build_loader
 
     loader = build_loader(str(data / "splits/base2novel/ucf101/train_s1.parquet"),

@@ -25,13 +25,11 @@ import time
 import warnings
 from pathlib import Path
 
-# OpenMP threads that spin while they wait steal the cores from the DALI and decoder threads on a busy
-# machine (measured: 5x slower CPU training on 2 shared cores); sleeping costs nothing on a GPU run.
-# It must be set before torch starts its thread pool, so here, before `import torch`.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from model import omp  # noqa: F401,E402  (first: OpenMP threads must sleep while they wait; before torch)
+from shards.cli import Failure, add_logging_flags, run, setup_logging  # noqa: E402
 
 DEMO_CONFIG = REPO / "model" / "configs" / "demo.yaml"
 
@@ -47,8 +45,8 @@ def make_dataset(out: Path, *, num_classes: int, groups: int, clips: int, frames
     settings = {"classes": num_classes, "groups": groups, "clips": clips, "frames": frames, "seed": seed}
     done = raw / ".complete"
     if done.exists() and json.loads(done.read_text())["settings"] != settings:
-        sys.exit(f"error: {out} holds a demo made with {json.loads(done.read_text())['settings']}; "
-                 f"use another --out for {settings}")
+        raise Failure(f"{out} holds a demo made with {json.loads(done.read_text())['settings']}; "
+                      f"use another --out for {settings}")
     if not done.exists():
         shutil.rmtree(raw, ignore_errors=True)
         syn = synthetic.make_ucf101(str(raw), num_classes=num_classes, groups=groups, clips=clips, width=64,
@@ -88,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=3, help="clips per group")
     ap.add_argument("--frames", type=int, default=40, help="frames per generated video (30 fps)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="conversion processes")
+    add_logging_flags(ap)
     ap.add_argument("overrides", nargs="*", help="training config overrides, e.g. train.epochs=3")
     a = ap.parse_args(argv)
+    setup_logging(a.quiet, a.verbose)
+    verbosity = ["--quiet"] if a.quiet else ["--verbose"] if a.verbose else []
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -102,12 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ["--config", str(DEMO_CONFIG), f"output_dir={run}", f"data.splits={out / 'splits'}", *a.overrides]
     print(f"[4/5] training: python model/train.py {' '.join(args)}")
     t = time.time()
-    train.main([*args, "--no-eval"])
+    train.main([*args, *verbosity, "--no-eval"])
     print(f"      trained in {time.time() - t:.1f} s")
 
     print("[5/5] evaluation (3 views x 1 crop, average of the epoch checkpoints)")
     t = time.time()
-    train.main([*args, "--eval-only"])
+    train.main([*args, *verbosity, "--eval-only"])
     results = json.loads((run / "results.json").read_text())
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     shutil.copyfile(run / "results.md", out / "results.md")
@@ -119,4 +120,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))
