@@ -70,7 +70,14 @@ class ClipInfo:
 
     def describe(self) -> str:
         what = self.weights.describe() if self.weights is not None else self.kind
-        return f"CLIP {self.name} from {self.source}: {what}; QuickGELU {'on' if self.quick_gelu else 'off'}"
+        why = ""
+        if self.weights is not None and self.weights.quick_gelu is not None:
+            why = " (as the weights imply)" if self.weights.quick_gelu == self.quick_gelu else " (set by the caller)"
+        implied = "; the weights imply " + ", ".join(
+            f"{k} {v}" for k, v in (("boundary", self.boundary), ("temporal", self.temporal)) if v) \
+            if (self.boundary or self.temporal) else ""
+        return f"CLIP {self.name} from {self.source}: {what}; QuickGELU {'on' if self.quick_gelu else 'off'}{why}" \
+               f"{implied}"
 
 
 def is_weights_path(spec: str | os.PathLike) -> bool:

@@ -202,7 +202,6 @@ def resolve_weights(cfg: Config) -> Path:
         if spec is not None and is_weights_path(spec):  # released weights, evaluated as they are (no training)
             if not Path(spec).expanduser().is_file():
                 raise FileNotFoundError(f"model.pretrained: no such file {spec}")
-            log.info("%s has no trained checkpoints: evaluating model.pretrained=%s itself", ckpt, spec)
             return Path(spec).expanduser()
         raise FileNotFoundError(f"{ckpt}: no epoch checkpoints to evaluate; train first, or pass --weights PATH, "
                                 f"model.pretrained=PATH (released weights) or --zero-shot")

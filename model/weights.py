@@ -62,21 +62,18 @@ class LoadedWeights:
     missing: list[str] = field(default_factory=list)                      # CLIP tensors the file lacks
 
     def describe(self) -> str:
-        parts = [f"{self.kind} weights, {len(self.state_dict)} tensors"]
+        """What the file held: format, tensors kept, what was left out, found or missing (the model's settings
+        are reported by the caller, model.clip.ClipInfo)."""
+        parts = [f"{self.kind} weights, {len(self.state_dict)} tensors kept"]
         if self.model_name:
             parts.append(f"model_name {self.model_name}")
         for group, n in self.left_out.items():
-            parts.append(f"left out {group} ({n} tensors)")
+            parts.append(f"left out {group}: {n} tensors")
         if self.projectors:
-            parts.append("projectors found: " + ", ".join(f"{k} {list(v)}" for k, v in self.projectors.items()))
+            parts.append("projectors found (training only, not loaded): "
+                         + ", ".join(f"{k} {list(v)}" for k, v in self.projectors.items()))
         if self.missing:
             parts.append("not in the file: " + ", ".join(self.missing))
-        if self.quick_gelu is not None:
-            parts.append(f"QuickGELU {'yes' if self.quick_gelu else 'no'}")
-        if self.boundary:
-            parts.append(f"boundary {self.boundary}")
-        if self.temporal:
-            parts.append(f"temporal {self.temporal}")
         return "; ".join(parts)
 
 
@@ -148,8 +145,6 @@ def _pyslowfast(path: str, sd: dict) -> LoadedWeights:
     if teacher:
         left_out["raw_model.* (the frozen teacher)"] = teacher
     projectors = {k: tuple(v.shape) for k, v in sd.items() if k.startswith(("projector_v.", "projector_t."))}
-    if projectors:
-        left_out["projector_v.*, projector_t.* (training only)"] = len(projectors)
     other = sorted(k for k in sd if not k.startswith(("model.", "raw_model.", "projector_v.", "projector_t.")))
     if other:
         left_out[f"other tensors ({', '.join(other[:4])}{', ...' if len(other) > 4 else ''})"] = len(other)
