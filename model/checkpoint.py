@@ -185,9 +185,11 @@ def check_resumable(path: Path, cfg: Config, num_processes: int) -> dict:
     return state
 
 
-def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler, cfg: Config) -> dict:
-    """Restore everything save_checkpoint wrote; returns the state (epoch, step_in_epoch, global_step, loader)."""
-    state = check_resumable(path, cfg, accelerator.num_processes)
+def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler, cfg: Config, state: dict | None = None
+                    ) -> dict:
+    """Restore everything save_checkpoint wrote; returns the state (epoch, step_in_epoch, global_step, loader).
+    `state`: what check_resumable(path, ...) returned, when the caller has it already."""
+    state = state or check_resumable(path, cfg, accelerator.num_processes)
     raw = accelerator.unwrap_model(model)
     expected = {k for k in raw.state_dict() if not k.startswith("teacher.")}
     if set(state["model"]) != expected:

@@ -83,6 +83,8 @@ class EvalConfig:
     batch_size: int = 8                    # rows per batch per process (a row is one view of one clip)
     weights: str = "average"               # "average" | "last" | a path to a student weights file
     zero_shot: bool = False                # evaluate the frozen original CLIP instead (the baseline)
+    max_missing: int | float = 0           # split samples that may go unevaluated: a count, or a fraction (< 1)
+    allow_partial: bool = False            # evaluate a run whose training has not finished (--allow-partial)
 
 
 @dataclass
@@ -232,6 +234,8 @@ def validate(cfg: Config) -> None:
                        ("data.num_views", d.num_views), ("eval.batch_size", cfg.eval.batch_size)):
         if value < 1:
             raise ConfigError(f"{key}={value}: must be at least 1")
+    if cfg.eval.max_missing < 0:
+        raise ConfigError(f"eval.max_missing={cfg.eval.max_missing}: must be a count >= 0 or a fraction in [0, 1)")
     if not 0 <= t.warmup_epochs < t.epochs:
         raise ConfigError(f"train.warmup_epochs={t.warmup_epochs}: must be in [0, train.epochs)")
     if not 1 <= t.average_from <= t.epochs:

@@ -54,3 +54,22 @@ def build_loader(url: str, cfg: Config, accelerator, *, train: bool, batch_size:
     from pipeline.loader import build_loader as build
     return build(url, loader_config(cfg, train=train, batch_size=batch_size, device=loader_device(cfg, accelerator)),
                  rank=accelerator.process_index, world_size=accelerator.num_processes)
+
+
+def data_health(loader, accelerator) -> dict:
+    """What the loader made of its split, over all ranks: the split's rows, samples read (when the loader counts
+    them) and the samples skipped as undecodable, with their keys (also those skipped before a resume)."""
+    stats = loader.stats
+    skipped = set(stats.get("skipped_keys", [])) | set(loader.state_dict().get("skipped_keys", []))
+    mine = {"read": stats.get("read"), "skipped_keys": sorted(skipped)}
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+        parts = gather_object([mine])
+    else:
+        parts = [mine]
+    keys = sorted({k for p in parts for k in p["skipped_keys"]})
+    out = {"rows": int(stats.get("rows", len(loader.table)))}
+    if all(p["read"] is not None for p in parts):
+        out["read"] = int(sum(p["read"] for p in parts))
+    out.update(skipped=len(keys), skipped_keys=keys)
+    return out

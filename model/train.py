@@ -1,8 +1,8 @@
 """The FROSTER training recipe: read it top to bottom.
 
-    accelerate launch model/train.py --config model/configs/cross_k400.yaml [key.sub=value ...]
+    accelerate launch --mixed_precision bf16 model/train.py --config model/configs/cross_k400.yaml [key=value ...]
     python model/train.py --config model/configs/demo.yaml train.epochs=2          # one process, CPU or GPU
-    accelerate launch model/train.py --config FILE --eval-only [--zero-shot] [--weights PATH]
+    accelerate launch --mixed_precision bf16 model/train.py --config FILE --eval-only [--zero-shot] [--weights PATH]
 
 One process per device (DDP by default, FSDP with ``train.distributed=fsdp``), micro-batches accumulated until
 ``train.global_batch`` clips make one AdamW step, a linear warm-up then cosine learning rate per optimiser step,
@@ -15,6 +15,7 @@ re-running the same command resumes from the newest state exactly. After the las
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from contextlib import nullcontext
@@ -35,9 +36,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
 from model import evaluate, prompts  # noqa: E402
 from model.build import build_model  # noqa: E402
-from model.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from model.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from model.config import Config, load_config  # noqa: E402
-from model.data import build_loader, split_paths  # noqa: E402
+from model.data import build_loader, data_health, split_paths  # noqa: E402
+from model.launch import die_with_parent, is_main_rank, launched, make_accelerator  # noqa: E402
+from model.lock import RunLock  # noqa: E402
 from model.optim import accumulation_steps, lr_at, param_groups, scaled_lr  # noqa: E402
 from model.train_log import MetricsLog, flat_config  # noqa: E402
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
@@ -49,6 +52,10 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
     out = Path(cfg.output_dir)
     ckpt_dir = out / "checkpoints"
     t = cfg.train
+    # A resume must have this run's settings: checked before anything is written, so a refused resume leaves
+    # the folder describing the run that really happened.
+    resume = latest_checkpoint(ckpt_dir)
+    state = check_resumable(resume, cfg, accelerator.num_processes) if resume is not None else {}
     if accelerator.is_main_process:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -77,10 +84,9 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
         s, total=total_steps, warmup=steps_per_epoch * t.warmup_epochs, peak=peak, final=final) / peak)
 
     # Resume from the newest state, if any; otherwise a fresh start.
-    start_epoch, start_step, global_step, state = 0, 0, 0, {}
-    resume = latest_checkpoint(ckpt_dir)
+    start_epoch, start_step, global_step = 0, 0, 0
     if resume is not None:
-        state = load_checkpoint(resume, accelerator, model, optimizer, scheduler, cfg)
+        state = load_checkpoint(resume, accelerator, model, optimizer, scheduler, cfg, state)
         start_epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         if start_step == steps_per_epoch:
             start_epoch, start_step = start_epoch + 1, 0
@@ -136,19 +142,22 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
                                 loader, epoch=epoch, step_in_epoch=step + 1, global_step=global_step, cfg=cfg,
                                 weights=False)
         start_step = 0
+        report_data(data_health(loader, accelerator), epoch + 1, out, accelerator)
         save_checkpoint(ckpt_dir / f"epoch_{epoch + 1:03d}", accelerator, model, optimizer, scheduler, loader,
                         epoch=epoch, step_in_epoch=steps_per_epoch, global_step=global_step, cfg=cfg, weights=True)
     bar.close()
     metrics.close()
 
 
-def make_accelerator(cfg: Config) -> Accelerator:
-    kwargs = {}
-    if cfg.train.distributed == "fsdp":
-        from accelerate.utils import FullyShardedDataParallelPlugin
-        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(use_orig_params=True)
-    return Accelerator(mixed_precision=cfg.train.mixed_precision, log_with="tensorboard",
-                       project_dir=str(Path(cfg.output_dir)), **kwargs)
+def report_data(health: dict, epoch: int, out: Path, accelerator: Accelerator) -> None:
+    """The epoch's data health: a log line (a warning when samples were skipped) and train_data.json."""
+    skipped = f"{health['skipped']} skipped ({', '.join(health['skipped_keys'][:5])})" if health["skipped"] else \
+        "none skipped"
+    read = f"{health['read']} samples read, " if "read" in health else ""
+    (log.warning if health["skipped"] else log.info)(f"epoch {epoch}: training split of {health['rows']} rows: "
+                                                     f"{read}{skipped}")
+    if accelerator.is_main_process:
+        (out / "train_data.json").write_text(json.dumps({"epoch": epoch, **health}, indent=1) + "\n")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -159,6 +168,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--zero-shot", action="store_true", help="with --eval-only: the frozen original CLIP baseline")
     ap.add_argument("--weights", default=None, help="with --eval-only: a student weights file to evaluate")
     ap.add_argument("--no-eval", action="store_true", help="train only")
+    ap.add_argument("--allow-partial", action="store_true", help="with --eval-only: evaluate an unfinished run")
     add_logging_flags(ap)
     ap.add_argument("overrides", nargs="*", help="key.sub=value")
     return ap.parse_args(argv)
@@ -167,14 +177,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.quiet, args.verbose)
+    if launched():
+        die_with_parent()  # a kill -9 of `accelerate launch` takes this rank with it
     cfg = load_config(args.config, args.overrides)
-    if args.zero_shot:
-        cfg.eval.zero_shot = True
+    cfg.eval.zero_shot = cfg.eval.zero_shot or args.zero_shot
+    cfg.eval.allow_partial = cfg.eval.allow_partial or args.allow_partial
     if args.weights:
         cfg.eval.weights = args.weights
-    accelerator = make_accelerator(cfg)
     progress = logging_redirect_tqdm() if cfg.train.progress else nullcontext()  # log lines above the bar
-    with progress:
+    with RunLock(cfg.output_dir) if is_main_rank() else nullcontext(), progress:  # one live run per output_dir
+        accelerator = make_accelerator(cfg, tensorboard=True)
         if not args.eval_only:
             train(cfg, accelerator)
         if args.eval_only or not args.no_eval:

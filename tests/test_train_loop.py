@@ -187,7 +187,8 @@ def test_exact_resume_after_kill(data, tmp_path):
 @pytest.mark.slow
 def test_two_process_cpu_ddp_and_fsdp(data, tmp_path):
     """2 CPU processes (gloo): global batch 4 = 2 processes x 2 clips, no accumulation; evaluation on both ranks
-    counts every clip once and matches a 1-process evaluation of the same weights; FSDP gives DDP's losses."""
+    counts every clip once and matches a 1-process evaluation of the same weights; FSDP, which accelerate runs on
+    GPUs only, is refused on CPU processes instead of silently becoming DDP."""
     out = tmp_path / "ddp"
     cfg = write_config(tmp_path / "d.yaml", data, out, epochs=2, average_from=1)
     launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -212,16 +213,13 @@ def test_two_process_cpu_ddp_and_fsdp(data, tmp_path):
     for k in ("base_top1", "novel_top1", "hm", "base_top5", "num_base_samples", "num_novel_samples"):
         assert one[k] == pytest.approx(two[k]), k
 
-    # FSDP optimises the same thing: the same losses as DDP; checkpoints hold the gathered full state
+    # accelerate runs FSDP on GPUs only: asked for on CPU processes it would silently train with DDP (an earlier
+    # version of this test compared that DDP run with DDP). It is refused, naming both settings.
     r = subprocess.run(launcher + ["model/train.py", "--config", str(cfg), "--no-eval",
                                    f"output_dir={tmp_path / 'fsdp'}", "train.distributed=fsdp"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    a, b = records(out), records(tmp_path / "fsdp")
-    assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
-    assert all(b[s]["loss"] == pytest.approx(a[s]["loss"], rel=1e-5) for s in a)
-    full = torch.load(tmp_path / "fsdp" / "checkpoints" / "epoch_002" / "state.pt", weights_only=True)
-    assert full["model"]["student.clip.visual.conv1.weight"].shape[0] == 64   # unsharded
+    assert r.returncode != 0 and "train.distributed='fsdp' but accelerate runs MULTI_CPU" in r.stderr, r.stderr[-3000:]
+    assert "set train.distributed=ddp" in r.stderr
 
 
 def test_checkpoint_round_trip(data, tmp_path):

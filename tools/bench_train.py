@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from shards.cli import add_logging_flags, setup_logging  # noqa: E402
+
 # knobs: cache (teacher text), cut (truncate text), attn (temporal attention), amp (None|bf16|fp16), fused, compile
 MODES = {
     "reference": dict(cache=False, cut=False, attn="math", amp="fp16", fused=False),
@@ -154,7 +156,9 @@ def main() -> None:
                    help="CPU threads (default: 1 on cpu: with every core busy, a descheduled OpenMP thread stalls "
                         "the others and the times become noise on a shared machine; 0 = torch's default)")
     p.add_argument("--peak-tflops", type=float, default=None, help="for MFU; default from the GPU's name")
+    add_logging_flags(p)
     args = p.parse_args()
+    setup_logging(args.quiet, args.verbose)
     args.device = "cuda" if args.device == "gpu" else "cpu"  # torch's spelling from here on
     names = args.modes.split(",")
     if args.threads is None:
