@@ -27,7 +27,6 @@ can only be opened by running its code, so it is opened only when the caller say
 """
 from __future__ import annotations
 
-import json
 import logging
 import struct
 import zipfile
@@ -308,11 +307,3 @@ def load_into(model: torch.nn.Module, w: LoadedWeights) -> None:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         raise WeightsError(f"{w.path} ({w.kind}) does not fit the model: {e}") from None
-
-
-def describe_json(w: LoadedWeights) -> str:
-    """What was found, as JSON (for tools that print a summary)."""
-    return json.dumps({"path": w.path, "kind": w.kind, "tensors": len(w.state_dict), "model_name": w.model_name,
-                       "quick_gelu": w.quick_gelu, "boundary": w.boundary, "temporal": w.temporal,
-                       "projectors": {k: list(v) for k, v in w.projectors.items()}, "left_out": w.left_out,
-                       "missing": w.missing}, indent=2)

@@ -157,6 +157,18 @@ def test_predict_reads_an_s3_prefix(videos, weights, s3_bucket, tmp_path):
     assert names == [f"s3://{s3_bucket}/in/red.avi", f"s3://{s3_bucket}/in/red.webm"]
 
 
+def test_labels_from_a_classes_file(videos, weights, tmp_path):
+    from shards.manifest import classes_table, write_table
+    from shards.storage import Store
+    write_table(Store(str(tmp_path)), "classes.parquet", classes_table(["RedCircleMovingLeft", "blue_square"]))
+    out = tmp_path / "pred.json"
+    assert predict.main([str(videos / "red.webm"), "--classes", str(tmp_path / "classes.parquet"), "--weights",
+                         str(weights), "--json", str(out), "--no-progress"]) == 0
+    result = json.loads(out.read_text())
+    assert result["labels"] == ["RedCircleMovingLeft", "blue_square"]
+    assert {t["label"] for t in result["predictions"][0]["top_k"]} == set(result["labels"])
+
+
 def test_bad_arguments_exit_2(videos, weights, tmp_path, capsys):
     assert predict.main([str(videos), "--labels", " , ", "--weights", str(weights)]) == 2
     assert predict.main([str(videos), "--labels", "a", "--weights", str(tmp_path / "none.pt")]) == 2

@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
     from model.inference import Predictor
     from pipeline.files import clips_for, expand_inputs
+    import torch
+    if a.device == "gpu" and not torch.cuda.is_available():
+        print("error: --device gpu but no CUDA device is visible", file=sys.stderr)
+        return 2
     try:
         labels = read_labels(a)
         predictor = Predictor.load(a.weights, clip=a.clip, base=a.base, device="cuda" if a.device == "gpu" else "cpu")
