@@ -37,7 +37,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 from model import evaluate, prompts  # noqa: E402
 from model.build import build_model  # noqa: E402
 from model.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from model.config import Config, load_config  # noqa: E402
+from model.config import Config, ConfigError, load_config  # noqa: E402
 from model.data import build_loader, data_health, split_paths  # noqa: E402
 from model.launch import die_with_parent, is_main_rank, launched, make_accelerator  # noqa: E402
 from model.lock import RunLock  # noqa: E402
@@ -65,7 +65,7 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
     loader = build_loader(split_paths(cfg.data)["train"], cfg, accelerator, train=True, batch_size=t.micro_batch)
     steps_per_epoch = len(loader) // accum
     if steps_per_epoch == 0:
-        raise RuntimeError(f"the training split has {len(loader)} micro-batches per process, fewer than the "
+        raise ConfigError(f"the training split has {len(loader)} micro-batches per process, fewer than the "
                            f"{accum} one optimiser step needs; lower train.global_batch")
     if len(loader) % accum:
         log.warning(f"{len(loader) % accum} micro-batch(es) per epoch do not fill an optimiser step and are skipped")
