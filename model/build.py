@@ -8,10 +8,23 @@ from pathlib import Path
 from model.config import Config, ConfigError
 from model.froster import Froster
 
+log = logging.getLogger(__name__)
 
-def quick_gelu(cfg: Config) -> bool:
-    """OpenAI's CLIP weights use QuickGELU; so does every model fine-tuned from them."""
-    return cfg.model.pretrained == "openai" or "quickgelu" in cfg.model.clip.lower()
+
+def pretrained(cfg: Config) -> str | None:
+    """The configured weights: model.pretrained, or its deprecated alias model.checkpoint when that is set."""
+    if cfg.model.checkpoint is not None:
+        log.warning("model.checkpoint is deprecated: name the file in model.pretrained (same meaning)")
+        return cfg.model.checkpoint
+    return cfg.model.pretrained
+
+
+def quick_gelu(cfg: Config) -> bool | None:
+    """OpenAI's CLIP weights use QuickGELU (the 'openai' tag, a '-quickgelu' name); for a weights file None lets
+    the file decide (OpenAI, FROSTER, Open-VCLIP and ViFi-CLIP files are QuickGELU; see model.weights)."""
+    if cfg.model.pretrained == "openai" or "quickgelu" in cfg.model.clip.lower():
+        return True
+    return None
 
 
 def check_crop(model: Froster, cfg: Config) -> None:
@@ -40,9 +53,10 @@ def build_model(cfg: Config) -> Froster:
     """The training model: student and frozen teacher from the configured CLIP, plus the projectors."""
     m = cfg.model
     with _quiet_open_clip():
-            model = Froster.build(m.clip, m.pretrained, m.checkpoint, alpha=m.alpha, distill_weight=m.distill_weight,
+        model = Froster.build(m.clip, pretrained(cfg), alpha=m.alpha, distill_weight=m.distill_weight,
                               temporal=m.temporal, boundary=m.boundary, quick_gelu=quick_gelu(cfg),
                               prompt_style=m.prompts)
+    _report(model)
     check_crop(model, cfg)
     return model
 
@@ -52,11 +66,19 @@ def build_eval_model(cfg: Config, weights: Path | None) -> Froster:
     m = cfg.model
     with _quiet_open_clip():
         if weights is None:
-            model = Froster.build(m.clip, m.pretrained, m.checkpoint, temporal=m.temporal, boundary=m.boundary,
+            model = Froster.build(m.clip, pretrained(cfg), temporal=m.temporal, boundary=m.boundary,
                                   quick_gelu=quick_gelu(cfg), teacher=True, prompt_style=m.prompts,
                                   zero_shot_templates=cfg.eval.zero_shot_templates)
         else:
             model = Froster.build(m.clip, None, weights, temporal=m.temporal, boundary=m.boundary,
                                   quick_gelu=quick_gelu(cfg), teacher=False, prompt_style=m.prompts)
+    _report(model)
     check_crop(model, cfg)
     return model
+
+
+def _report(model: Froster) -> None:
+    """Say once, at start-up, what the weights were and what they set (format, QuickGELU, boundary)."""
+    s = model.student
+    log.info("%s; temporal %s%s", model.clip_info.describe(), s.temporal,
+             f", boundary {s.boundary}" if s.temporal == "neighbour" else "")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.clip import export_clip
+from model.clip import export_clip, uses_quick_gelu
 from model.config import Config, ConfigError
 
 # Settings that may change between a run and its resume: where things are, how much is printed or kept.
@@ -78,7 +78,10 @@ def save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, loader
                "config": cfg.to_dict()}, tmp / "state.pt")
         if weights:
             student = {k[len("student.clip."):]: v for k, v in full.items() if k.startswith("student.clip.")}
-            _write(tmp / "model.pt", lambda: export_clip(student, tmp / "model.pt", cfg.model.clip))
+            video = accelerator.unwrap_model(model).student  # what the weights alone do not say travels with them
+            _write(tmp / "model.pt", lambda: export_clip(student, tmp / "model.pt", cfg.model.clip,
+                                                         quick_gelu=uses_quick_gelu(video.clip),
+                                                         boundary=video.boundary))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(path, ignore_errors=True)

@@ -24,12 +24,14 @@ import yaml
 class ModelConfig:
     """Which CLIP, and the FROSTER knobs (see model/froster.py)."""
     clip: str = "ViT-B-16"                 # open_clip model name (or a project config under model/model_configs)
-    pretrained: str | None = "openai"      # open_clip pretrained tag; null for random init
-    checkpoint: str | None = None          # local weights file instead of a download (offline machines)
+    pretrained: str | None = "openai"      # an open_clip tag (openai: the hub or its offline cache) or a weights
+                                           # file of any format model/weights.py reads; null: random init
+    checkpoint: str | None = None          # deprecated alias of pretrained (a path); wins when set
     alpha: float = 0.1                     # residual projector weight: z' = z + alpha * P(z)
     distill_weight: float = 2.0            # lambda in CE + lambda * (visual + text distillation)
     temporal: str = "neighbour"            # "neighbour" (expand temporal view) | "none"
-    boundary: str = "mask"                 # "mask" (correct) | "zeros" (the reference's unmasked zero tokens)
+    boundary: str | None = None            # "mask" (correct) | "zeros" (the reference's unmasked zero tokens);
+                                           # null: what the weights imply (FROSTER/Open-VCLIP files: zeros), else mask
     prompts: str = "frostline"             # names without a description: "frostline" (template once) | "official"
     fidelity: str = "frostline"            # "official": every official-code behaviour at once (model/fidelity.py)
 
@@ -230,7 +232,7 @@ def validate(cfg: Config) -> None:
         "train.mixed_precision": (t.mixed_precision, ("no", "bf16", "fp16")),
         "train.distributed": (t.distributed, ("ddp", "fsdp")),
         "model.temporal": (cfg.model.temporal, ("neighbour", "none")),
-        "model.boundary": (cfg.model.boundary, ("mask", "zeros")),
+        "model.boundary": (cfg.model.boundary or "mask", ("mask", "zeros")),
         "model.prompts": (cfg.model.prompts, ("frostline", "official")),
         "model.fidelity": (cfg.model.fidelity, ("frostline", "official")),
         "eval.precision": (cfg.eval.precision, ("fp32", "bf16", "fp16")),

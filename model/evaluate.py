@@ -191,7 +191,9 @@ class EvaluationError(ValueError):
 
 
 def resolve_weights(cfg: Config) -> Path:
-    """eval.weights -> a file: "average" (swa_{from}_{last}.pt, made on demand), "last" (the last epoch), or a path."""
+    """eval.weights -> a file: "average" (swa_{from}_{last}.pt, made on demand), "last" (the last epoch), or a path.
+    A run without epoch checkpoints whose model.pretrained is a weights file evaluates that file (released FROSTER,
+    Open-VCLIP, ViFi-CLIP weights through the normal path)."""
     from model.average import average_checkpoints, epoch_weights
     ckpt = Path(cfg.output_dir) / "checkpoints"
     w = cfg.eval.weights
@@ -201,8 +203,15 @@ def resolve_weights(cfg: Config) -> Path:
         return Path(w)
     epochs = epoch_weights(ckpt)
     if not epochs:
-        raise FileNotFoundError(f"{ckpt}: no epoch checkpoints to evaluate; train first, or pass --weights PATH "
-                                f"or --zero-shot")
+        from model.build import pretrained
+        from model.clip import is_weights_path
+        spec = pretrained(cfg)
+        if spec is not None and is_weights_path(spec):  # released weights, evaluated as they are (no training)
+            if not Path(spec).expanduser().is_file():
+                raise FileNotFoundError(f"model.pretrained: no such file {spec}")
+            return Path(spec).expanduser()
+        raise FileNotFoundError(f"{ckpt}: no epoch checkpoints to evaluate; train first, or pass --weights PATH, "
+                                f"model.pretrained=PATH (released weights) or --zero-shot")
     last = max(epochs)
     if last < cfg.train.epochs and not cfg.eval.allow_partial:
         raise EvaluationError(f"{ckpt}: training has finished {last} of {cfg.train.epochs} epochs; finish it (the "

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import prompts
-from model.clip import build_clip, encode_text, text_length
+from model.clip import encode_text, load_clip, text_length
 from model.collective import broadcast_int, gather_rows, world_size
 from model.loss import at_least_f32 as _f32
 from model.loss import distill_loss, froster_loss  # noqa: F401  (distill_loss: public name, kept importable here)
@@ -135,20 +135,28 @@ class Froster(nn.Module):
         self._ddp_params_and_buffers_to_ignore = [name for name, _ in self.named_buffers()]
 
     @classmethod
-    def build(cls, clip_name: str = "ViT-B-16", pretrained: str | None = "openai", checkpoint=None, *,
-              alpha: float = 0.1, distill_weight: float = 2.0, temporal: str = "neighbour", boundary: str = "mask",
+    def build(cls, clip_name: str | None = "ViT-B-16", pretrained: str | None = "openai", checkpoint=None, *,
+              alpha: float = 0.1, distill_weight: float = 2.0, temporal: str | None = None,
+              boundary: str | None = None,
               attn_impl: str = "sdpa", teacher: bool = True, quick_gelu: bool | None = None,
               grad_checkpointing: bool = False, cache_teacher_text: bool = True, truncate_text: bool = True,
-              shard_text: bool = False, prompt_style: str = "frostline", zero_shot_templates: int = 29) -> "Froster":
+              shard_text: bool = False, prompt_style: str = "frostline", zero_shot_templates: int = 29,
+              base=None) -> "Froster":
         """Student and teacher both start as the same loaded CLIP. teacher=False builds an eval-only model
-        (no teacher, no projectors: predict() only)."""
-        clip, tokenizer = build_clip(clip_name, pretrained, checkpoint, quick_gelu=quick_gelu)
+        (no teacher, no projectors: predict() only). `pretrained` is a tag or a weights path (model.clip.load_clip;
+        `checkpoint`, the older name of a path, wins when given). temporal/boundary None: what the weights imply
+        (a FROSTER checkpoint: zero-padded neighbours; ViFi-CLIP: no temporal attention), else neighbour/mask.
+        `base` fills tensors a file lacks (ViFi-CLIP's token table). What was loaded is kept in `clip_info`."""
+        clip, tokenizer, info = load_clip(clip_name, checkpoint if checkpoint is not None else pretrained,
+                                          quick_gelu=quick_gelu, base=base)
         frozen = copy.deepcopy(clip) if teacher else None
         clip.set_grad_checkpointing(grad_checkpointing)
-        return cls(VideoCLIP(clip, temporal, boundary, attn_impl), frozen, tokenizer, alpha=alpha,
-                   distill_weight=distill_weight, cache_teacher_text=cache_teacher_text,
-                   truncate_text=truncate_text, shard_text=shard_text, prompt_style=prompt_style,
-                   zero_shot_templates=zero_shot_templates)
+        model = cls(VideoCLIP(clip, temporal or info.temporal or "neighbour", boundary or info.boundary or "mask",
+                              attn_impl), frozen, tokenizer, alpha=alpha, distill_weight=distill_weight,
+                    cache_teacher_text=cache_teacher_text, truncate_text=truncate_text, shard_text=shard_text,
+                    prompt_style=prompt_style, zero_shot_templates=zero_shot_templates)
+        model.clip_info = info
+        return model
 
     # -- classes and text -------------------------------------------------------------------------------------
     @property
