@@ -138,8 +138,13 @@ class ShardFiles:
             if len(protocols) != 1 or any(not is_remote(u) for u in self.urls):
                 raise ValueError(f"shards must all be local or all on one object store, got {sorted(protocols)}")
             proto = protocols.pop()
-            opts = {"config_kwargs": {"connect_timeout": timeout_s, "read_timeout": timeout_s}} if proto == "s3" else {}
+            # one retry mechanism: the client's own retries are off, `shards.retry` waits out faults and logs them
+            opts = {"config_kwargs": {"connect_timeout": timeout_s, "read_timeout": timeout_s,
+                                                    "retries": {"max_attempts": 1, "mode": "standard"}}} \
+                if proto == "s3" else {}
             self.fs = fsspec.filesystem(proto, skip_instance_cache=True, **opts)
+            if hasattr(self.fs, "retries"):
+                self.fs.retries = 1
         elif len(self.urls) * 2 > resource.getrlimit(resource.RLIMIT_NOFILE)[0]:
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             want = min(hard, len(self.urls) * 2 + 256) if hard != resource.RLIM_INFINITY else len(self.urls) * 2 + 256
