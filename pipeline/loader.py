@@ -238,7 +238,7 @@ class VideoLoader:
                 perm = _order.by_shard(rng, t.shard, len(t.shards))
             else:
                 perm = _order.interleave(rng, t.shard, t.offset, len(t.shards), cfg.interleave_shards,
-                                         cfg.interleave_jitter)
+                                         cfg.interleave_jitter, cfg.read_chunk_mb << 20)
             # np.resize wraps around only when the split is smaller than one batch per rank
             order = np.resize(perm, slots * self.world_size)
             sample = order[self.rank * slots:(self.rank + 1) * slots]

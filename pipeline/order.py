@@ -3,8 +3,9 @@
 * `exact`: a uniform permutation of the split, as the official code's DistributedSampler draws. Free on local
   disk (a pread per sample wherever it lies) and for sparse splits (a ranged read per sample anyway).
 * `interleave`: a global order that lets each shard be read front to back, for dense splits on object storage.
-  Shards are put in a random order; shard p's samples are spread evenly, in their stored order, over the
-  positions [p, p + open_shards) (in units of "one shard's worth of samples"), so about `open_shards` shards are
+  Shards are put in a random order; shard p's samples are spread evenly over the positions [p, p + open_shards)
+  (in units of "one shard's worth of samples"), block by block (a block is one ranged read, `block_bytes`) and in
+  a random order inside each block (so a shard written class by class still mixes), so about `open_shards` shards are
   interleaved at any moment, and a uniform jitter of `jitter` units mixes neighbouring samples (a shuffle buffer of
   about jitter * shard size samples). Every shard is then read as a few large sequential ranged reads, and only the
   chunks of about open_shards + jitter shards are held in memory. Its quality is measured by `shard_spread`.
@@ -28,16 +29,27 @@ def by_shard(rng: np.random.Generator, shard: np.ndarray, num_shards: int) -> np
 
 
 def interleave(rng: np.random.Generator, shard: np.ndarray, offset: np.ndarray, num_shards: int,
-               open_shards: int = 16, jitter: float = 1.0) -> np.ndarray:
+               open_shards: int = 16, jitter: float = 1.0, block_bytes: int = 64 << 20) -> np.ndarray:
     n = len(shard)
     pos = np.argsort(rng.permutation(num_shards)).astype(np.float64)   # shard -> its place in this epoch
-    stored = np.lexsort((offset, shard))
+    # blocks: the byte ranges the reader fetches in one request (`read_chunk_mb`); within a block the order is
+    # free (the block is in memory from its first sample to its last anyway), between blocks it is stored order.
+    # Shards are often written class by class, so a shard read front to back sample by sample would not mix.
+    block = offset // block_bytes
+    stored = np.lexsort((offset, block, shard))
     count = np.bincount(shard, minlength=num_shards)
     first = np.concatenate([[0], np.cumsum(count)[:-1]])
+    rank = np.empty(n, np.float64)
+    rank[stored] = np.arange(n) - first[shard[stored]]                 # the sample's place in its shard
+    new = np.ones(n, bool)
+    new[1:] = (shard[stored][1:] != shard[stored][:-1]) | (block[stored][1:] != block[stored][:-1])
+    bid = np.cumsum(new) - 1
+    b_first = rank[stored][new]                                         # each block's first place
+    b_size = np.bincount(bid)
     within = np.empty(n, np.float64)
-    within[stored] = np.arange(n) - first[shard[stored]]               # the sample's place in its shard
+    within[stored] = b_first[bid] + rng.random(n) * b_size[bid]         # a random place inside its block
     m = float(min(open_shards, num_shards))
-    key = pos[shard] + m * (within + rng.random(n)) / count[shard] + jitter * rng.random(n)
+    key = pos[shard] + m * within / count[shard] + jitter * rng.random(n)
     return np.argsort(key, kind="stable")
 
 
