@@ -276,11 +276,11 @@ def ranges(fragment_offsets: Sequence[int], size: int, fragments: np.ndarray) ->
     return merged
 
 
-def gather(source: bytes | Reader, fragment_offsets: Sequence[int], size: int, fragments: np.ndarray,
+def gather(source, fragment_offsets: Sequence[int], size: int, fragments: np.ndarray,
            keep: np.ndarray) -> bytes:
     """The gathered stream: init + each of `fragments` (increasing) cut after `keep` samples.
 
-    `source` is the stream's bytes, or a reader called once with the list of byte ranges to fetch (the init
+    `source` is the stream's bytes (any buffer: bytes, memoryview, uint8 array), or a reader called once with the list of byte ranges to fetch (the init
     segment and the needed fragments, adjacent ones merged; see `ranges`), returning their bytes in order, so
     a caller reading from storage fetches only those ranges, all at once. `size` is the stream's length."""
     offsets = np.asarray(fragment_offsets, np.int64)
@@ -288,8 +288,8 @@ def gather(source: bytes | Reader, fragment_offsets: Sequence[int], size: int, f
     if len(fragments) and (np.any(np.diff(fragments) <= 0) or fragments[0] < 0 or fragments[-1] >= len(offsets)):
         raise ValueError(f"fragments must be increasing indices below {len(offsets)}, got {fragments.tolist()}")
     ends = np.r_[offsets[1:], size]
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        view = memoryview(source)
+    if not callable(source):
+        view = memoryview(source).cast("B")
         init = view[:offsets[0]]
         pieces = [view[offsets[f]:ends[f]] for f in fragments]
     else:
@@ -309,3 +309,32 @@ def gather(source: bytes | Reader, fragment_offsets: Sequence[int], size: int, f
     for f, k, p in zip(fragments.tolist(), np.asarray(keep).tolist(), pieces):
         out.append(cut_fragment(p, int(k), where=int(offsets[f])))
     return b"".join(out)
+
+
+def gather_batch(streams: Sequence, fragment_offsets: Sequence[Sequence[int] | None],
+                 fragment_frames: Sequence[Sequence[int] | None], wanted: np.ndarray
+                 ) -> tuple[list[bytes], np.ndarray, np.ndarray, np.ndarray]:
+    """Gather a batch: stream i (a buffer) with its fragment table, wanted frames `wanted[i]` ([S, M]).
+
+    Returns (gathered streams, positions int32 [S, M], decoded frames int64 [S], whole bool [S]). A stream without a
+    fragment table, or with a fragment `cut_fragment` refuses (`FragmentError`), is passed whole: its positions are
+    its wanted frames and `whole` says so, so the caller can count it."""
+    wanted = np.asarray(wanted, np.int64)
+    S = len(streams)
+    has = np.array([bool(o) for o in fragment_offsets], bool)
+    positions = wanted.astype(np.int32)
+    decoded = (wanted.max(axis=1) + 1) if wanted.size else np.zeros(S, np.int64)   # a whole stream: 0..last
+    out: list = list(streams)
+    if has.any():
+        rows = np.flatnonzero(has)
+        p = plan([fragment_frames[i] for i in rows], wanted[rows])
+        counts = p.decoded_frames(len(rows))
+        for j, i in enumerate(rows.tolist()):
+            frag, keep = p.of(j)
+            try:
+                out[i] = gather(streams[i], fragment_offsets[i], len(memoryview(streams[i]).cast("B")), frag, keep)
+            except FragmentError:
+                has[i] = False
+                continue
+            positions[i], decoded[i] = p.positions[j], counts[j]
+    return out, positions, decoded, ~has

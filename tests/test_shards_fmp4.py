@@ -191,6 +191,21 @@ def test_reader_fetches_only_the_init_and_needed_fragments(bikes):
     assert sum(b - a for a, b in calls[0]) < len(data) // 4
 
 
+def test_gather_batch_passes_streams_without_a_table_whole(bikes):
+    """A batch mixing a stream with a fragment table and one without (decoded whole, flagged) gives the same
+    pixels as decoding both whole."""
+    data, info = bikes
+    arr = np.frombuffer(data, np.uint8)
+    wanted = np.array([[5, 21, 37, 53], [40, 41, 42, 43]])
+    out, pos, decoded, whole = fmp4.gather_batch([arr, arr], [info.fragment_offsets, None],
+                                                 [info.fragment_frames, None], wanted)
+    assert whole.tolist() == [False, True] and out[1] is arr and pos[1].tolist() == wanted[1].tolist()
+    assert decoded.tolist() == [4 * 6, 44] and len(out[0]) < len(data) // 2
+    got = _dali_decode(out, list(pos))
+    ref = _dali_decode([data, data], list(wanted))
+    assert all(np.array_equal(g, r) for g, r in zip(got, ref))
+
+
 def test_gathered_h264_stream_decodes_identically(tmp_path):
     """The rewrite is codec-agnostic: an H.264 store (keyframe every 8, decoded here by FFmpeg, as DALI's CPU
     decoder reads VP9 only) gives the same frames gathered as whole."""

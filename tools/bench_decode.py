@@ -89,13 +89,10 @@ def dali_rows(streams, args, train: bool, gathered: bool):
     def source(info):
         p, vid, idx = batches(info.iteration)
         if gathered:
-            g = fmp4.plan([streams[v][1]["fragment_frames"] for v in vid], idx)
-            data = []
-            for j, v in enumerate(vid):
-                frag, keep = g.of(j)
-                data.append(np.frombuffer(fmp4.gather(streams[v][0], streams[v][1]["fragment_offsets"],
-                                                      len(streams[v][0]), frag, keep), np.uint8))
-            frames, n = g.positions, g.decoded_frames(len(vid))
+            data, frames, n, _ = fmp4.gather_batch([streams[v][0] for v in vid],
+                                                   [streams[v][1]["fragment_offsets"] for v in vid],
+                                                   [streams[v][1]["fragment_frames"] for v in vid], idx)
+            data = [np.frombuffer(d, np.uint8) for d in data]
         else:       # today's cut: init + the stream from the fragment before the sample's first frame
             data, frames, n = [], [], []
             for j, v in enumerate(vid):
