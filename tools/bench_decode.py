@@ -9,7 +9,10 @@ package is not imported), or paths. Each is stored as `make_shards` stores it (V
 fragmented MP4) at every interval. A clip is decoded and augmented as the loaders do (scale jitter, crop, flip,
 CLIP normalisation; test mode: centre crop, `--views` temporal views of each sample, decoded in one pass by DALI,
 one by one by the baseline, as the official test loader does). In test mode a clip is one view.
-Ratios compare rows of the same run, interval and mode.
+Ratios compare rows of the same run, interval and mode: `vs pyav` divides clips/s (wall clock), `cpu vs pyav` the
+baseline's CPU seconds per clip by the row's (all threads and worker processes; steadier on a shared machine).
+`decoded/clip` counts the frames each decoder is handed up to the clip's last frame (it decodes all of them);
+`dec fr/s` is that count per wall second (with `--device gpu`, NVDEC's rate).
 """
 from __future__ import annotations
 
@@ -84,7 +87,7 @@ def dali_rows(streams, args, train: bool, gathered: bool):
 
     from pipeline.graph import _crop_resize
 
-    batches, decoded = Batches(streams, args, train), []
+    batches, decoded = Batches(streams, args, train), {}
 
     def source(info):
         p, vid, idx = batches(info.iteration)
@@ -102,16 +105,19 @@ def dali_rows(streams, args, train: bool, gathered: bool):
                 data.append(np.frombuffer(s[:offs[0]] + s[offs[f]:], np.uint8))
                 frames.append(idx[j] - ff[f])
                 n.append(idx[j].max() - ff[f] + 1)
-        decoded.append(np.sum(n))
+        decoded[info.iteration] = np.sum(n)
         return (data, [np.asarray(f, np.int32) for f in frames], p.crop_x, p.crop_y, p.flip, p.short)
 
-    @pipeline_def(batch_size=args.batch_size, num_threads=args.workers, device_id=None, prefetch_queue_depth=1)
+    gpu = args.device == "gpu"
+
+    @pipeline_def(batch_size=args.batch_size, num_threads=args.workers, device_id=0 if gpu else None,
+                  prefetch_queue_depth=1)
     def graph():
         video, frames, cx, cy, flip, short = fn.external_source(
             source=source, num_outputs=6, batch=True, batch_info=True,
             dtype=[types.UINT8, types.INT32, types.FLOAT, types.FLOAT, types.INT32, types.FLOAT])
-        clips = _crop_resize(fn.decoders.video(video, device="cpu", frames=frames, pad_mode="edge"), short, cx, cy,
-                             224)
+        out = fn.decoders.video(video, device="mixed" if gpu else "cpu", frames=frames, pad_mode="edge")
+        clips = _crop_resize(out, short, cx, cy, 224)
         return fn.crop_mirror_normalize(clips, mirror=flip, mean=[m * 255 for m in CLIP_MEAN],
                                         std=[s * 255 for s in CLIP_STD], output_layout="FCHW", dtype=types.FLOAT)
 
@@ -119,14 +125,13 @@ def dali_rows(streams, args, train: bool, gathered: bool):
     pipe.build()
     for _ in range(args.warmup):
         pipe.run()
-    done = len(decoded)
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(args.batches):
         pipe.run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     clips = args.batches * args.batch_size * batches.views
     del pipe
-    return clips, wall, cpu, float(np.sum(decoded[done:done + args.batches]))
+    return clips, wall, cpu, float(sum(decoded[i] for i in range(args.warmup, args.warmup + args.batches)))
 
 
 class PyAVClips(torch.utils.data.Dataset):
@@ -203,6 +208,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="DALI threads and DataLoader workers")
+    ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="DALI decoder: cpu, or gpu (NVDEC)")
     ap.add_argument("--paths", default="pyav,cut,gathered", help="which of pyav, cut, gathered to time")
     ap.add_argument("--work", default="/tmp/frostline-bench-decode", help="cache of the stored streams")
     args = ap.parse_args()
@@ -211,9 +217,9 @@ def main() -> None:
     paths = args.paths.split(",")
     print(f"videos: {', '.join(os.path.basename(s) for s in sources)} (real footage, stored as make_shards does: "
           f"VP9, 30 fps, short side 256)   clip: {args.num_frames}x224x224 {args.sampling}, stride {args.stride}"
-          f"   batch {args.batch_size}   timed batches {args.batches}   cores {os.cpu_count()}")
+          f"   batch {args.batch_size}   timed batches {args.batches}   cores {os.cpu_count()}   DALI on {args.device}")
     print(f"{'k':>3} {'KB/10s':>7} {'K400 GB':>8} {'mode':<5} {'loader':<13} {'decoded/clip':>12} {'clips/s':>8}"
-          f" {'cpu s/clip':>10} {'vs pyav':>8}")
+          f" {'cpu s/clip':>10} {'dec fr/s':>8} {'vs pyav':>8} {'cpu vs pyav':>11}")
     for k in [int(x) for x in args.intervals.split(",")]:
         streams = [stored(s, k, args.work) for s in sources]
         per_10s = np.mean([len(d) / i["duration_s"] * K400_SECONDS for d, i in streams])
@@ -230,8 +236,10 @@ def main() -> None:
             base = rows.get("pyav baseline")
             for name, (clips, wall, cpu, decoded) in rows.items():
                 ratio = f"{(clips / wall) / (base[0] / base[1]):.2f}x" if base else "-"
+                cpu_ratio = f"{(base[2] / base[0]) / (cpu / clips):.2f}x" if base else "-"
                 print(f"{k:>3} {per_10s / 1e3:>7.0f} {k400_gb:>8.0f} {mode:<5} {name:<13} {decoded / clips:>12.1f}"
-                      f" {clips / wall:>8.2f} {cpu / clips:>10.3f} {ratio:>8}", flush=True)
+                      f" {clips / wall:>8.2f} {cpu / clips:>10.3f} {decoded / wall:>8.0f} {ratio:>8} {cpu_ratio:>11}",
+                      flush=True)
 
 
 if __name__ == "__main__":
