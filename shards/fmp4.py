@@ -221,9 +221,9 @@ def _layout(frag: bytes, where: int) -> _Layout:
         raise FragmentError(f"fragment at byte {where}: moof followed by {kind!r}, not mdat")
     if data_offset < moof_size + dh or data_offset + int(sizes.sum()) > moof_size + ds:
         raise FragmentError(f"fragment at byte {where}: sample data outside its mdat")
-    return _Layout(moof_size=moof_size, traf=tp, trun=rp, trun_end=rp + rs, entries=entries, entry_size=entry_size, count=count,
-                   sizes=sizes, data_offset=data_offset, count_at=rp + rh + 4, data_offset_at=data_offset_at, mdat=moof_size,
-                   mdat_header=dh, mdat_size=ds)
+    return _Layout(moof_size=moof_size, traf=tp, trun=rp, trun_end=rp + rs, entries=entries, entry_size=entry_size,
+                   count=count, sizes=sizes, data_offset=data_offset, count_at=rp + rh + 4,
+                   data_offset_at=data_offset_at, mdat=moof_size, mdat_header=dh, mdat_size=ds)
 
 
 def _resize_box(buf: bytearray, pos: int, shrink: int) -> None:
@@ -280,9 +280,10 @@ def gather(source, fragment_offsets: Sequence[int], size: int, fragments: np.nda
            keep: np.ndarray) -> bytes:
     """The gathered stream: init + each of `fragments` (increasing) cut after `keep` samples.
 
-    `source` is the stream's bytes (any buffer: bytes, memoryview, uint8 array), or a reader called once with the list of byte ranges to fetch (the init
-    segment and the needed fragments, adjacent ones merged; see `ranges`), returning their bytes in order, so
-    a caller reading from storage fetches only those ranges, all at once. `size` is the stream's length."""
+    `source` is the stream's bytes (any buffer: bytes, memoryview, uint8 array), or a reader called once with the
+    list of byte ranges to fetch (the init segment and the needed fragments, adjacent ones merged; see `ranges`),
+    returning their bytes in order, so a caller reading from storage fetches only those ranges, all at once.
+    `size` is the stream's length."""
     offsets = np.asarray(fragment_offsets, np.int64)
     fragments = np.asarray(fragments, np.int64)
     if len(fragments) and (np.any(np.diff(fragments) <= 0) or fragments[0] < 0 or fragments[-1] >= len(offsets)):
