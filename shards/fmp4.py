@@ -157,7 +157,7 @@ class _Layout:
     entries: int              # offset of the first per-sample entry
     entry_size: int           # bytes per per-sample entry
     count: int                # sample_count
-    sizes: np.ndarray         # int64 [count]: sample sizes
+    sizes: tuple[int, ...]    # [count]: sample sizes
     data_offset: int          # from the moof start to sample 0's bytes
     count_at: int             # offset of the sample_count field
     data_offset_at: int       # offset of the data_offset field
@@ -210,16 +210,16 @@ def _layout(frag: bytes, where: int) -> _Layout:
     if entries + entry_size * count != rp + rs:
         raise FragmentError(f"fragment at byte {where}: trun size does not match its {count} samples")
     if "size" in fields:
-        table = np.frombuffer(frag, ">u4", count * len(fields), entries).reshape(count, len(fields))
-        sizes = table[:, fields.index("size")].astype(np.int64)
+        table = struct.unpack_from(f">{count * len(fields)}I", frag, entries)
+        sizes = table[fields.index("size")::len(fields)]
     elif default_size is not None:
-        sizes = np.full(count, default_size, np.int64)
+        sizes = (default_size,) * count
     else:
         raise FragmentError(f"fragment at byte {where}: no sample sizes in trun or tfhd")
     kind, dh, ds = _box(frag, moof_size, end)
     if kind != "mdat":
         raise FragmentError(f"fragment at byte {where}: moof followed by {kind!r}, not mdat")
-    if data_offset < moof_size + dh or data_offset + int(sizes.sum()) > moof_size + ds:
+    if data_offset < moof_size + dh or data_offset + sum(sizes) > moof_size + ds:
         raise FragmentError(f"fragment at byte {where}: sample data outside its mdat")
     return _Layout(moof_size=moof_size, traf=tp, trun=rp, trun_end=rp + rs, entries=entries, entry_size=entry_size,
                    count=count, sizes=sizes, data_offset=data_offset, count_at=rp + rh + 4,
@@ -244,7 +244,7 @@ def cut_fragment(frag: bytes, keep: int, where: int = 0) -> bytes:
     if keep >= lay.count:
         return bytes(frag[:end_pair])
     shrink = (lay.count - keep) * lay.entry_size
-    data_end = lay.data_offset + int(lay.sizes[:keep].sum())
+    data_end = lay.data_offset + sum(lay.sizes[:keep])
     cut_at = lay.entries + keep * lay.entry_size           # first dropped trun entry
     out = bytearray(frag[:cut_at])
     out += frag[lay.trun_end:lay.mdat]                      # boxes after the trun in the moof (tfdt, ...)

@@ -110,7 +110,7 @@ def test_cut_fragment_rewrites_trun_and_mdat(bikes):
     assert cut[4:8] == b"moof" and cut[moof + 4:moof + 8] == b"mdat"
     assert moof == struct.unpack_from(">I", frag, 0)[0] - 11 * 4          # 11 dropped 4-byte trun entries
     sizes = fmp4._layout(frag, offs[3]).sizes                           # the trun's 16 sample sizes
-    assert struct.unpack_from(">I", cut, moof)[0] == 8 + sizes[:5].sum() and len(cut) == moof + 8 + sizes[:5].sum()
+    assert struct.unpack_from(">I", cut, moof)[0] == 8 + sum(sizes[:5]) and len(cut) == moof + 8 + sum(sizes[:5])
     init = data[:offs[0]]
     whole = _pyav_frames(init + frag)
     got = _pyav_frames(init + cut)
