@@ -31,8 +31,8 @@ def _real_footage(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def bikes():
-    """The default stored stream (VP9, keyframe every 16 frames, one fragment per keyframe) of bikes.mp4."""
-    data, info = transcode(_real_footage("bikes.mp4"), EncodeOptions())
+    """The stored stream (VP9, keyframe every 16 frames, one fragment per keyframe) of bikes.mp4."""
+    data, info = transcode(_real_footage("bikes.mp4"), EncodeOptions(keyframe_interval=16))
     assert info.num_frames == 300 and len(info.fragment_offsets) == 19
     return data, info
 
