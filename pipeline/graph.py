@@ -1,8 +1,9 @@
-"""The DALI graph: read the shard members, pick frames from `{key}.nfr`, decode, resize, crop, flip, normalise.
+"""The DALI graph: take each sample's stream, pick frames from `{key}.nfr`, decode, resize, crop, flip, normalise.
 
 One graph for both devices: `decoders.video` runs on "cpu" or "mixed" (NVDEC) and everything after it runs
-where the frames are. Python touches a batch once, in the external source that hands over that batch's random
-draws (`sampling.BatchParams`); no Python runs per sample.
+where the frames are. The bytes come in through one batched external source, with the batch's random draws
+(`sampling.BatchParams`): `pipeline.reader` reads them ahead in a thread pool, so DALI never opens a file or sends a
+request, and its graph is the same whatever the split's size (building it costs the same at 1k or 240k samples).
 """
 from __future__ import annotations
 
@@ -39,11 +40,6 @@ class GraphSpec:
     prefetch: int = 2
     seed: int = 0
     device_id: int | None = None         # CUDA device for "gpu"
-
-
-def _scalar(x):
-    """The reader yields 1-element int32 tensors; arithmetic and lookups want scalars."""
-    return fn.reshape(x, shape=[])
 
 
 def frame_indices(nfr, r, spec: GraphSpec):
@@ -84,21 +80,30 @@ def _crop_resize(frames, short, crop_x, crop_y, crop: int):
                      roi_relative=False, interp_type=types.INTERP_LINEAR, antialias=False)
 
 
-def define_graph(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[str], source: Callable):
+def check_device_dtype(device: str, dtype: str) -> None:
+    """The one check of a loader's device and dtype (the loader and the graph both call it)."""
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    if dtype not in _DALI_DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DALI_DTYPES)}, got {dtype!r}")
+    if device == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("device='gpu' needs CUDA; use device='cpu' on this machine")
+
+
+def define_graph(spec: GraphSpec, source: Callable):
     """The graph's nodes (call inside a pipeline context): clips, split labels, frame indices.
 
-    `source(batch_info)` returns the batch's (r, crop_x, crop_y, flip, short, init, anchor, frame_offset) arrays.
+    `source(batch_info)` returns the batch's (streams, source labels, frame counts, r, crop_x, crop_y, flip, short,
+    init, anchor, frame_offset): streams a list of uint8 arrays, the rest arrays over the batch.
     """
     keys = sorted(k for k in spec.label_map if k >= 0)      # unlabeled (-1) samples map to -1 by default
-    video, lbl, nfr = fn.readers.webdataset(
-        paths=list(paths), index_paths=list(index_paths), ext=["mp4", "lbl", "nfr"],
-        dtypes=[types.UINT8, types.INT32, types.INT32], missing_component_behavior="error",
-        random_shuffle=False, name="reader")
-    r, crop_x, crop_y, coin, short, init, anchor, offset = fn.external_source(
-        source=source, num_outputs=8, batch=True, batch_info=True,
-        dtype=[types.FLOAT, types.FLOAT, types.FLOAT, types.INT32, types.FLOAT, types.INT64, types.INT64,
-               types.INT32])
-    nfr, src_label = _scalar(nfr), _scalar(lbl)
+    video, src_label, nfr, r, crop_x, crop_y, coin, short, init, anchor, offset = fn.external_source(
+        source=source, num_outputs=11, batch=True, batch_info=True,
+        dtype=[types.UINT8, types.INT32, types.INT32, types.FLOAT, types.FLOAT, types.FLOAT, types.INT32,
+               types.FLOAT, types.INT64, types.INT64, types.INT32])
     idx = frame_indices(nfr, r, spec)
     video = cut_stream(video, init, anchor)
     frames = fn.decoders.video(video, device="mixed" if spec.device == "gpu" else "cpu", frames=idx - offset,
@@ -116,32 +121,31 @@ def define_graph(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[st
     return clips, labels, idx
 
 
-def build_pipeline(spec: GraphSpec, paths: Sequence[str], index_paths: Sequence[str],
-                   params: Callable[[int], BatchParams]):
-    """A built DALI pipeline over `paths` (tar files or s3:// URLs) read in the exact order of `index_paths`.
-
-    `params(i)` returns the random draws of the pipeline's i-th batch. Outputs per sample: clips (V*T, 3, H, W),
-    split label (int64), frame indices (int32, V*T); V = spec.num_views clips share one decoding pass.
+def build_pipeline(spec: GraphSpec, samples: Callable[[int], list], params: Callable[[int], BatchParams]):
+    """A built DALI pipeline whose i-th batch decodes `samples(i)` (`reader.Sample`s, one per slot) with the
+    random draws `params(i)`. Outputs per sample: clips (V*T, 3, H, W), split label (int64), frame indices (int32,
+    V*T); V = spec.num_views clips share one decoding pass.
     """
-    if spec.device not in ("cpu", "gpu"):
-        raise ValueError(f"device must be 'cpu' or 'gpu', got {spec.device!r}")
-    if spec.dtype not in _DALI_DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DALI_DTYPES)}, got {spec.dtype!r}")
+    check_device_dtype(spec.device, spec.dtype)
 
     def source(info):
-        p = params(info.iteration)
+        i = info.iteration
+        batch = samples(i)
+        p = params(i)
         S = len(p.short)
         zero = np.zeros((S, 1), np.int64)
         init = zero if p.init is None else p.init.reshape(S, 1)
         anchor = zero if p.anchor is None else p.anchor.reshape(S, 1)
         offset = np.zeros(S, np.int32) if p.frame_offset is None else p.frame_offset
-        return p.r, p.crop_x, p.crop_y, p.flip, p.short, init, anchor, offset
+        label = np.array([x.label for x in batch], np.int32)
+        nfr = np.array([x.frames for x in batch], np.int32)
+        return [x.video for x in batch], label, nfr, p.r, p.crop_x, p.crop_y, p.flip, p.short, init, anchor, offset
 
     @pipeline_def(batch_size=spec.batch_size, num_threads=spec.num_threads,
                   device_id=spec.device_id if spec.device == "gpu" else None,
                   prefetch_queue_depth=spec.prefetch, seed=spec.seed)
     def graph():
-        return define_graph(spec, paths, index_paths, source)
+        return define_graph(spec, source)
 
     pipe = graph()
     pipe.build()
