@@ -106,6 +106,10 @@ class BatchParams:
     init: np.ndarray | None = None          # int64 [S]: bytes of ftyp + moov (0: no cut)
     anchor: np.ndarray | None = None        # int64 [S]
     frame_offset: np.ndarray | None = None  # int32 [S]
+    # the gathered cut (`LoaderConfig.gather`): each sample's fragment table (None: no table, decoded whole); the
+    # graph's source hands the decoder only the fragments holding the sample's frames (`shards.fmp4`)
+    fragment_offsets: list | None = None    # [S] of int64 arrays (byte offset of each moof) or None
+    fragment_frames: list | None = None     # [S] of int64 arrays (first frame of each fragment) or None
 
 
 def batch_rng(seed: int, epoch: int, rank: int, batch: int) -> np.random.Generator:

@@ -322,7 +322,7 @@ def gather_batch(streams: Sequence, fragment_offsets: Sequence[Sequence[int] | N
     its wanted frames and `whole` says so, so the caller can count it."""
     wanted = np.asarray(wanted, np.int64)
     S = len(streams)
-    has = np.array([bool(o) for o in fragment_offsets], bool)
+    has = np.array([o is not None and len(o) > 0 for o in fragment_offsets], bool)
     positions = wanted.astype(np.int32)
     decoded = (wanted.max(axis=1) + 1) if wanted.size else np.zeros(S, np.int64)   # a whole stream: 0..last
     out: list = list(streams)
