@@ -555,7 +555,7 @@ def test_training_windows_in_later_fragments_decode_as_uncut(long_ucf):
     from pipeline.loader import VideoLoader
     from pipeline.samples import load
 
-    cfg = LoaderConfig(**{**SMALL, "batch_size": 2}, seed=5)
+    cfg = LoaderConfig(**{**SMALL, "batch_size": 2}, seed=5, gather=False)    # the single cut (gather: its own tests)
     table = load(long_ucf["store"])
     cut, whole = VideoLoader(table, cfg), VideoLoader(replace(table, fragments=None), cfg)
     offsets = []
@@ -577,7 +577,7 @@ def test_test_segments_in_later_fragments_match_pyav(long_ucf):
     """Test mode, 2 segments of one view: the earliest frame is a quarter in, so every stream is cut; the pixels
     are still PyAV's at the same indices."""
     cfg = LoaderConfig(**{**SMALL, "crop_size": 48, "batch_size": 2, "num_frames": 2}, sampling="segment",
-                       train=False, num_views=1)
+                       train=False, num_views=1, gather=False)
     loader = build_loader(long_ucf["store"], cfg)
     t = loader.table
     plan = loader.plan(0)
