@@ -32,12 +32,11 @@ from . import manifest as mf
 from .records import VideoRecord
 from .sources import load
 from .storage import Store
-from .transcode import EncodeOptions, StreamInfo, VideoError, quiet_ffmpeg, transcode
+from .transcode import DEFAULT_KEYFRAME_INTERVAL, EncodeOptions, StreamInfo, VideoError, quiet_ffmpeg, transcode
 from .writer import ShardBuilder, sample_members, shard_name
 
 WORK = "_work"
 SETTINGS = f"{WORK}/settings.json"
-DEFAULT_KEYFRAME_INTERVAL = 16
 
 
 @dataclass

@@ -527,7 +527,8 @@ def long_ucf(tmp_path_factory):
     root = tmp_path_factory.mktemp("long")
     make_ucf101(str(root / "src"), num_classes=2, groups=4, clips=1, width=64, height=48, num_frames=100,
                 quirks=False, seed=4)
-    convert_dataset("ucf101", str(root / "src"), str(root / "store"), workers=1, progress=False)
+    convert_dataset("ucf101", str(root / "src"), str(root / "store"), workers=1, progress=False,
+                    keyframe_interval=16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         write_plan(base2novel(Manifest.load(str(root / "store")), shots=2, seed=0, num_train_sets=1),

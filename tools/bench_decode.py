@@ -111,7 +111,7 @@ def dali_rows(streams, args, train: bool, gathered: bool):
     gpu = args.device == "gpu"
 
     @pipeline_def(batch_size=args.batch_size, num_threads=args.workers, device_id=0 if gpu else None,
-                  prefetch_queue_depth=1)
+                  prefetch_queue_depth=2)     # as the loader's default
     def graph():
         video, frames, cx, cy, flip, short = fn.external_source(
             source=source, num_outputs=6, batch=True, batch_info=True,
