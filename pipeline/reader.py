@@ -138,11 +138,13 @@ class ShardFiles:
             if len(protocols) != 1 or any(not is_remote(u) for u in self.urls):
                 raise ValueError(f"shards must all be local or all on one object store, got {sorted(protocols)}")
             proto = protocols.pop()
-            # one retry mechanism: the client's own retries are off, `shards.retry` waits out faults and logs them
+            # one retry mechanism: the client's own retries are off, `shards.retry` waits out faults and logs them.
+            # The client is cached per (endpoint, timeout): creating one costs seconds, loaders are built often.
             opts = {"config_kwargs": {"connect_timeout": timeout_s, "read_timeout": timeout_s,
-                                                    "retries": {"max_attempts": 1, "mode": "standard"}}} \
-                if proto == "s3" else {}
-            self.fs = fsspec.filesystem(proto, skip_instance_cache=True, **opts)
+                                      "retries": {"max_attempts": 1, "mode": "standard"}}} if proto == "s3" else {}
+            if proto == "s3" and os.environ.get("AWS_ENDPOINT_URL"):
+                opts["client_kwargs"] = {"endpoint_url": os.environ["AWS_ENDPOINT_URL"]}
+            self.fs = fsspec.filesystem(proto, **opts)
             if hasattr(self.fs, "retries"):
                 self.fs.retries = 1
         elif len(self.urls) * 2 > resource.getrlimit(resource.RLIMIT_NOFILE)[0]:

@@ -157,3 +157,31 @@ def test_server_gone_for_good_stops_with_the_url_and_marks_nothing_bad(s3_store)
         for _ in it:
             pass
     assert loader.stats["decode_errors"] == 0 and loader.state_dict()["skipped_keys"] == []
+
+
+def _server_counts(server: Server, reset: bool = False) -> dict:
+    import json
+    import urllib.request
+
+    path = "/_frostline/reset" if reset else "/_frostline/requests"
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", method="POST" if reset else "GET")
+    return json.loads(urllib.request.urlopen(req).read())
+
+
+def test_a_dense_epoch_on_s3_costs_one_request_per_shard_and_no_head(s3_store):
+    """Default settings on a dense split: the interleaved order, each shard read in one ranged GET per epoch
+    (counted at the server), set-up one listing; the previous read path sent a HEAD per sample per graph build."""
+    server, url = s3_store
+    _server_counts(server, reset=True)
+    loader = build_loader(url, LoaderConfig(**SMALL))
+    setup = _server_counts(server, reset=True)
+    assert loader.shuffle == "interleave"
+    # opening the manifest and classes files (a HEAD and a GET each, by the Parquet reader) and one listing
+    assert sum(setup.values()) <= 8 < len(loader.table.shards) + len(loader.table), setup
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        n = sum(1 for _ in loader)
+        counts = _server_counts(server, reset=True)
+        assert n == len(loader) and counts.get("HEAD", 0) == 0, counts
+        assert 0 < counts["GET"] <= len(loader.table.shards) < len(loader.table)
+    assert loader.stats["decode_errors"] == 0

@@ -5,7 +5,7 @@ counting the requests it serves.
 
 Filling before listening is what lets a test kill the server and start it again on the same port: a client never
 sees it up but empty (moto keeps objects in memory), so an outage looks to the client exactly like a real one.
-`GET /_frostline/requests` returns the counts by HTTP method since start (or since `POST /_frostline/reset`).
+`GET /_frostline/requests` returns the counts by HTTP method since start (or since the last `POST /_frostline/reset`, which answers the counts it clears).
 Prints `ready <port>` once it listens. Credentials are moto's test ones; nothing leaves 127.0.0.1.
 """
 from __future__ import annotations
@@ -47,9 +47,9 @@ class Counting:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path.startswith("/_frostline/"):
             with self.lock:
+                body = json.dumps(self.counts).encode()
                 if path == "/_frostline/reset":
                     self.counts = {}
-                body = json.dumps(self.counts).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         with self.lock:
@@ -65,7 +65,11 @@ def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs):
+            pass
 
     for spec in args.fill:
         target, _, folder = spec.partition("=")
@@ -74,7 +78,7 @@ def main() -> None:
             sys.exit(2)
         fill(target, folder)
     app = DomainDispatcherApplication(create_backend_app)
-    server = make_server("127.0.0.1", args.port, Counting(app), threaded=True)
+    server = make_server("127.0.0.1", args.port, Counting(app), threaded=True, request_handler=Quiet)
     print(f"ready {args.port}", flush=True)
     server.serve_forever()
 
