@@ -308,8 +308,11 @@ class VideoLoader:
         without a fragment table stay whole."""
         p = self.batch_params(epoch, b)
         frags = self.table.fragments
-        samples = plan.sample[b * self.slots:(b + 1) * self.slots]
-        if frags is None or len(samples) < self.slots:   # past the plan's end (DALI prefetches ahead): uncut
+        S = self.slots
+        if b >= len(plan.sample) // S:      # past the plan's end (DALI prefetches ahead): the feed repeats the last
+            b = len(plan.sample) // S - 1   # batch's samples; cut them as well (those batches are never yielded)
+        samples = plan.sample[b * S:(b + 1) * S]
+        if frags is None or len(samples) < S:
             return p
         cfg = self.cfg
         if cfg.gather:
