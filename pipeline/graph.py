@@ -16,7 +16,9 @@ import nvidia.dali.math as dmath
 import nvidia.dali.types as types
 from nvidia.dali import pipeline_def
 
-from .sampling import CLIP_MEAN, CLIP_STD, BatchParams, window_length
+from shards import fmp4
+
+from .sampling import CLIP_MEAN, CLIP_STD, BatchParams, batch_indices, window_length
 
 _DALI_DTYPES = {"fp32": types.FLOAT, "bf16": types.FLOAT, "fp16": types.FLOAT16}
 
@@ -40,6 +42,7 @@ class GraphSpec:
     prefetch: int = 2
     seed: int = 0
     device_id: int | None = None         # CUDA device for "gpu"
+    gather: bool = False                 # decode only the fragments holding the sampled frames (`shards.fmp4`)
 
 
 def frame_indices(nfr, r, spec: GraphSpec):
@@ -97,17 +100,24 @@ def define_graph(spec: GraphSpec, source: Callable):
     """The graph's nodes (call inside a pipeline context): clips, split labels, frame indices.
 
     `source(batch_info)` returns the batch's (streams, source labels, frame counts, r, crop_x, crop_y, flip, short,
-    init, anchor, frame_offset): streams a list of uint8 arrays, the rest arrays over the batch.
+    init, anchor, frame_offset): streams a list of uint8 arrays, the rest arrays over the batch; with
+    `spec.gather`, the streams are gathered and the last three are replaced by which of their frames to decode.
     """
     keys = sorted(k for k in spec.label_map if k >= 0)      # unlabeled (-1) samples map to -1 by default
-    video, src_label, nfr, r, crop_x, crop_y, coin, short, init, anchor, offset = fn.external_source(
-        source=source, num_outputs=11, batch=True, batch_info=True,
+    # outputs 8..: (init, anchor, frame_offset) for the single cut, or (positions) for the gathered cut
+    outputs = fn.external_source(
+        source=source, num_outputs=9 if spec.gather else 11, batch=True, batch_info=True,
         dtype=[types.UINT8, types.INT32, types.INT32, types.FLOAT, types.FLOAT, types.FLOAT, types.INT32,
-               types.FLOAT, types.INT64, types.INT64, types.INT32])
+               types.FLOAT] + ([types.INT32] if spec.gather else [types.INT64, types.INT64, types.INT32]))
+    video, src_label, nfr, r, crop_x, crop_y, coin, short = outputs[:8]
     idx = frame_indices(nfr, r, spec)
-    video = cut_stream(video, init, anchor)
-    frames = fn.decoders.video(video, device="mixed" if spec.device == "gpu" else "cpu", frames=idx - offset,
-                               pad_mode="edge")
+    device = "mixed" if spec.device == "gpu" else "cpu"
+    if spec.gather:     # the source gathered the streams; positions: each frame's index in the gathered stream
+        frames = fn.decoders.video(video, device=device, frames=outputs[8], pad_mode="edge")
+    else:
+        init, anchor, offset = outputs[8:]
+        frames = fn.decoders.video(cut_stream(video, init, anchor), device=device, frames=idx - offset,
+                                   pad_mode="edge")
     frames = _crop_resize(frames, short, crop_x, crop_y, spec.crop_size)
     if spec.no_flip:
         allowed = fn.lookup_table(src_label, keys=list(spec.no_flip), values=[0] * len(spec.no_flip),
@@ -121,10 +131,18 @@ def define_graph(spec: GraphSpec, source: Callable):
     return clips, labels, idx
 
 
-def build_pipeline(spec: GraphSpec, samples: Callable[[int], list], params: Callable[[int], BatchParams]):
+def build_pipeline(spec: GraphSpec, samples: Callable[[int], list], params: Callable[[int], BatchParams],
+                   counts: dict | None = None):
     """A built DALI pipeline whose i-th batch decodes `samples(i)` (`reader.Sample`s, one per slot) with the
     random draws `params(i)`. Outputs per sample: clips (V*T, 3, H, W), split label (int64), frame indices (int32,
     V*T); V = spec.num_views clips share one decoding pass.
+
+    With `spec.gather`, the source replaces each stream that has a fragment table (`params(i).fragment_offsets`)
+    by its gathered bytes (`shards.fmp4.gather_batch`: the init segment and the fragments holding the sample's
+    frames, each cut after its last needed frame), computing the frames with `sampling.batch_indices` from the
+    sample's own `{key}.nfr`, as the graph does. `counts` (optional) accumulates "decoded_frames" (frames
+    handed to the decoder, prefetched batches included) and "whole_streams" (gather mode: streams with a table
+    that were decoded whole all the same, see `fmp4.gather_batch`).
     """
     check_device_dtype(spec.device, spec.dtype)
 
@@ -139,7 +157,24 @@ def build_pipeline(spec: GraphSpec, samples: Callable[[int], list], params: Call
         offset = np.zeros(S, np.int32) if p.frame_offset is None else p.frame_offset
         label = np.array([x.label for x in batch], np.int32)
         nfr = np.array([x.frames for x in batch], np.int32)
-        return [x.video for x in batch], label, nfr, p.r, p.crop_x, p.crop_y, p.flip, p.short, init, anchor, offset
+        videos = [x.video for x in batch]
+        out = [videos, label, nfr, p.r, p.crop_x, p.crop_y, p.flip, p.short]
+        wanted = batch_indices(p.r, nfr, spec.num_frames, spec.sampling, spec.frame_stride, spec.train)
+        whole = 0
+        if spec.gather:
+            none = [None] * S
+            videos, pos, decoded, fell_back = fmp4.gather_batch(videos, p.fragment_offsets or none,
+                                                                p.fragment_frames or none, wanted)
+            out[0] = [np.frombuffer(v, np.uint8) if isinstance(v, bytes) else v for v in videos]
+            out.append(pos)
+            whole = int(fell_back.sum()) if p.fragment_offsets is not None else 0
+        else:
+            out += [init, anchor, offset]
+            decoded = wanted.max(axis=1) + 1 - offset
+        if counts is not None:
+            counts["decoded_frames"] = counts.get("decoded_frames", 0) + int(decoded.sum())
+            counts["whole_streams"] = counts.get("whole_streams", 0) + whole
+        return tuple(out)
 
     @pipeline_def(batch_size=spec.batch_size, num_threads=spec.num_threads,
                   device_id=spec.device_id if spec.device == "gpu" else None,

@@ -66,6 +66,8 @@ class LoaderConfig:
     io_timeout_s: float = 60.0     # one object-storage request's connect / read timeout
     read_chunk_mb: int = 64        # object storage: the largest ranged read that serves several samples
     read_buffer_mb: int = 512      # object storage: most chunk bytes held at once, else one read per sample
+    gather: bool = True            # decode only the fragments holding the sampled frames, each cut after its last
+                                   # one (`shards.fmp4`); False: the stream from the fragment before the clip on
 @dataclass
 class Batch:
     clips: torch.Tensor        # B x T x 3 x H x W, CLIP-normalised, on the chosen device, requested dtype
@@ -124,7 +126,8 @@ class VideoLoader:
             self.num_samples = hi - lo
             self._batches = max(1, -(-(-(-n // W)) // self.slots))
         self.stats: dict = {"rows": self.num_samples, "read": 0, "decode_errors": 0, "skipped_keys": [],
-                            "batches": 0, "rebuilds": 0, "requests": 0, "bytes_read": 0}
+                            "batches": 0, "rebuilds": 0, "requests": 0, "bytes_read": 0, "decoded_frames": 0,
+                            "whole_streams": 0}
         self.files = ShardFiles(table.shards, retry_s=cfg.io_retry_s, timeout_s=cfg.io_timeout_s)
         sizes = self.files.sizes()
         self.shuffle = self._resolve_shuffle(sizes)
@@ -195,7 +198,7 @@ class VideoLoader:
                 self.stats["rebuilds"] += 1
             try:
                 pipe = build_pipeline(self._spec(epoch, start), feed.batch,
-                                      lambda i: self.graph_params(plan, epoch, start + i))
+                                      lambda i: self.graph_params(plan, epoch, start + i), counts=self.stats)
                 while self._batch < self._batches:
                     try:
                         clips, labels, frames = pipe.run()
@@ -285,7 +288,7 @@ class VideoLoader:
                          crop_size=cfg.crop_size, dtype=cfg.dtype, label_map=self._label_map,
                          no_flip=self._no_flip, num_threads=cfg.num_threads, prefetch=cfg.prefetch,
                          seed=(cfg.seed * 1_000_003 + epoch * 1009 + self.rank * 7 + start) % (2**31),
-                         device_id=device_id)
+                         device_id=device_id, gather=cfg.gather and self.table.fragments is not None)
 
     def batch_params(self, epoch: int, b: int) -> BatchParams:
         """The random draws of batch `b` of `epoch` on this rank: a function of (seed, epoch, rank, b) only."""
@@ -298,15 +301,25 @@ class VideoLoader:
         return p
 
     def graph_params(self, plan: Plan, epoch: int, b: int) -> BatchParams:
-        """Batch b's draws plus where to cut each sample's stream: at the fragment holding the first frame the
-        sample needs (its window start, or its earliest view / segment), so decoding skips what comes before.
-        Vectorised over the batch; samples without a fragment table stay whole."""
+        """Batch b's draws plus what the graph needs to skip frames. Gather mode (`cfg.gather`): each sample's
+        fragment table, from which the graph's source gathers the fragments holding its frames. Otherwise where
+        to cut each sample's stream: at the fragment holding the first frame the sample needs (its window start,
+        or its earliest view / segment), so decoding skips what comes before. Vectorised over the batch; samples
+        without a fragment table stay whole."""
         p = self.batch_params(epoch, b)
         frags = self.table.fragments
-        samples = plan.sample[b * self.slots:(b + 1) * self.slots]
-        if frags is None or len(samples) < self.slots:   # past the plan's end (DALI prefetches ahead): uncut
+        S = self.slots
+        if b >= len(plan.sample) // S:      # past the plan's end (DALI prefetches ahead): the feed repeats the last
+            b = len(plan.sample) // S - 1   # batch's samples; cut them as well (those batches are never yielded)
+        samples = plan.sample[b * S:(b + 1) * S]
+        if frags is None or len(samples) < S:
             return p
         cfg = self.cfg
+        if cfg.gather:
+            spans = [(int(a), int(a + c)) if c else None for a, c in zip(frags.start[samples], frags.count[samples])]
+            p.fragment_offsets = [None if s is None else frags.offsets[s[0]:s[1]] for s in spans]
+            p.fragment_frames = [None if s is None else frags.frames[s[0]:s[1]] for s in spans]
+            return p
         first = first_frames(p.r, frags.num_frames[samples], cfg.num_frames, cfg.sampling, cfg.frame_stride,
                              cfg.train)
         p.init, p.anchor, p.frame_offset = frags.cut(samples, first)

@@ -41,12 +41,11 @@ from .orphans import die_with_parent
 from .records import VideoRecord
 from .sources import load
 from .storage import Store
-from .transcode import EncodeOptions, StreamInfo, VideoError, quiet_ffmpeg, transcode
+from .transcode import DEFAULT_KEYFRAME_INTERVAL, EncodeOptions, StreamInfo, VideoError, quiet_ffmpeg, transcode
 from .writer import ShardBuilder, sample_members, shard_name, tar_bytes
 
 WORK = "_work"
 SETTINGS = f"{WORK}/settings.json"
-DEFAULT_KEYFRAME_INTERVAL = 16
 READ_THREADS = 8   # concurrent fragment reads in a merge
 MERGE_WAIT_S = 3600.0   # how long a finishing part waits for another part's merge
 

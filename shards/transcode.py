@@ -20,6 +20,10 @@ import av.logging
 import numpy as np
 
 CODECS = ("vp9", "h264", "copy")
+# A keyframe every 4 frames: the loader gathers, for each sampled frame, the frames from the keyframe before it
+# (`shards.fmp4`), about T * (1 + (k - 1) / 2) = 20 decoded frames for an 8-frame clip, at 2.5x the bytes of
+# k = 16 (README, "Decoding only what a clip needs": the table this was chosen from, real footage).
+DEFAULT_KEYFRAME_INTERVAL = 4
 # Fragmented MP4: every fragment (moof + mdat) starts at a keyframe, and `init + stream[moof_k:]` is itself a valid
 # MP4 whose first frame is fragment k's first frame; the pipeline uses that to skip the frames before a clip.
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
@@ -40,7 +44,7 @@ class EncodeOptions:
     codec: str = "vp9"
     fps: float = 30.0
     short_side: int = 256
-    keyframe_interval: int = 16
+    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL
     crf: int | None = None      # None: 32 for VP9, 23 for H.264
     speed: int = 8              # libvpx cpu-used (realtime deadline); ignored by H.264
     threads: int = 1            # per video: parallelism comes from converting several videos at once

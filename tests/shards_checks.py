@@ -17,12 +17,14 @@ from shards.index import build_index
 from shards.manifest import read_classes, read_manifest, read_rejects, store_metadata
 from shards.records import KEY_RE
 from shards.storage import Store
+from shards.transcode import DEFAULT_KEYFRAME_INTERVAL
 
 MEMBERS = ["mp4", "json", "lbl", "nfr"]
 NOT_IN_JSON = {"shard", "offset", "size"}
 
 
-def check_store(out: str, syn, *, codec: str = "vp9", keyframe_interval: int = 16, fps: float = 30.0) -> dict:
+def check_store(out: str, syn, *, codec: str = "vp9", keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL,
+                fps: float = 30.0) -> dict:
     """Assert every part of the contract on a converted store; returns {key: manifest row}."""
     store = Store(out)
     manifest = read_manifest(out)

@@ -527,7 +527,8 @@ def long_ucf(tmp_path_factory):
     root = tmp_path_factory.mktemp("long")
     make_ucf101(str(root / "src"), num_classes=2, groups=4, clips=1, width=64, height=48, num_frames=100,
                 quirks=False, seed=4)
-    convert_dataset("ucf101", str(root / "src"), str(root / "store"), workers=1, progress=False)
+    convert_dataset("ucf101", str(root / "src"), str(root / "store"), workers=1, progress=False,
+                    keyframe_interval=16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         write_plan(base2novel(Manifest.load(str(root / "store")), shots=2, seed=0, num_train_sets=1),
@@ -555,7 +556,7 @@ def test_training_windows_in_later_fragments_decode_as_uncut(long_ucf):
     from pipeline.loader import VideoLoader
     from pipeline.samples import load
 
-    cfg = LoaderConfig(**{**SMALL, "batch_size": 2}, seed=5)
+    cfg = LoaderConfig(**{**SMALL, "batch_size": 2}, seed=5, gather=False)    # the single cut (gather: its own tests)
     table = load(long_ucf["store"])
     cut, whole = VideoLoader(table, cfg), VideoLoader(replace(table, fragments=None), cfg)
     offsets = []
@@ -577,7 +578,7 @@ def test_test_segments_in_later_fragments_match_pyav(long_ucf):
     """Test mode, 2 segments of one view: the earliest frame is a quarter in, so every stream is cut; the pixels
     are still PyAV's at the same indices."""
     cfg = LoaderConfig(**{**SMALL, "crop_size": 48, "batch_size": 2, "num_frames": 2}, sampling="segment",
-                       train=False, num_views=1)
+                       train=False, num_views=1, gather=False)
     loader = build_loader(long_ucf["store"], cfg)
     t = loader.table
     plan = loader.plan(0)
