@@ -39,15 +39,17 @@ def store_hashes(out: str) -> dict:
 
 
 def build(root: str) -> dict:
+    # the golden hashes were recorded with keyframe interval 16, the default before the gathered cut (issue 14)
     from shards.convert import convert_dataset
     from shards.synthetic import make_ssv2, make_ucf101
 
     ucf = make_ucf101(os.path.join(root, "ucf_src"), num_classes=4, groups=4, clips=1)
     for part in ("1/2", "2/2"):
         convert_dataset("ucf101", ucf.root, os.path.join(root, "ucf"), workers=1, shard_size="24kB",
-                        part=part, progress=False)
+                        part=part, progress=False, keyframe_interval=16)
     ssv2 = make_ssv2(os.path.join(root, "ssv2_src"), num_classes=4)
-    convert_dataset("ssv2", ssv2.root, os.path.join(root, "ssv2"), workers=1, shard_size="40kB", progress=False)
+    convert_dataset("ssv2", ssv2.root, os.path.join(root, "ssv2"), workers=1, shard_size="40kB", progress=False,
+                    keyframe_interval=16)
     out = {}
     for name in ("ucf", "ssv2"):
         out.update({f"{name}/{k}": v for k, v in store_hashes(os.path.join(root, name)).items()})
