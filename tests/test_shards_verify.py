@@ -26,7 +26,8 @@ def verify(store):
 def clean_store(tmp_path_factory):
     syn = make_hmdb51(str(tmp_path_factory.mktemp("verify_src")), num_classes=3, per_class=4, quirks=False)
     out = str(tmp_path_factory.mktemp("verify") / "store")
-    convert_dataset("hmdb51", syn.root, out, workers=1, shard_size="20kB", progress=False)
+    # keyframe interval 16: samples small enough that a 20 kB shard holds several of them
+    convert_dataset("hmdb51", syn.root, out, workers=1, shard_size="20kB", progress=False, keyframe_interval=16)
     return out
 
 
