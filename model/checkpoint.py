@@ -66,8 +66,9 @@ def save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, loader
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    full = accelerator.get_state_dict(model)  # gathered on every rank for FSDP; the plain state dict for DDP
-    optim_state = optimizer.state_dict() if not is_fsdp(accelerator) else _fsdp_optim_state(model, optimizer)
+    fsdp = is_fsdp(accelerator, model)
+    full = accelerator.get_state_dict(model) if not fsdp else _fsdp_model_state(model)  # full, on rank 0 at least
+    optim_state = optimizer.state_dict() if not fsdp else _fsdp_optim_state(model, optimizer)
     save_file({"rng": rng_state(), "loader": loader.state_dict()}, tmp / f"rng_rank{accelerator.process_index}.pt")
     if accelerator.is_main_process:
         trainable = {k: v for k, v in full.items() if not k.startswith("teacher.")}
@@ -110,9 +111,18 @@ def _write(path: Path, write) -> None:
         raise
 
 
-def is_fsdp(accelerator) -> bool:
+def is_fsdp(accelerator, model=None) -> bool:
+    """Whether the run is sharded: accelerate set FSDP up, or `model` is an FSDP module (model/sharding.py)."""
     from accelerate.utils import DistributedType
-    return accelerator.distributed_type == DistributedType.FSDP
+
+    from model.sharding import is_sharded
+    return accelerator.distributed_type == DistributedType.FSDP or (model is not None and is_sharded(model))
+
+
+def _fsdp_model_state(model) -> dict:
+    """The full (unsharded) model state keyed by the plain parameter names, gathered from the FSDP shards."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def _fsdp_optim_state(model, optimizer) -> dict:
@@ -192,7 +202,7 @@ def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler, cfg: C
     if set(state["model"]) != expected:
         diff = sorted(set(state["model"]) ^ expected)[:5]
         raise RuntimeError(f"{path}/state.pt does not match the model ({cfg.model.clip}): e.g. {diff}")
-    if not is_fsdp(accelerator):
+    if not is_fsdp(accelerator, model):
         raw.load_state_dict(state["model"], strict=False)  # the teacher is rebuilt from the pretrained CLIP
         optimizer.load_state_dict(state["optimizer"])
     else:
