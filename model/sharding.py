@@ -5,8 +5,8 @@ torch's FSDP itself runs on CPU processes (gloo), so for ``train.distributed=fsd
 frostline wraps the model in ``FullyShardedDataParallel`` (``use_orig_params=True``, as accelerate's plugin does)
 before the optimiser is built (its parameter groups are chosen before wrapping, from the unflattened shapes),
 and gives only the optimiser to ``accelerator.prepare`` (which would otherwise wrap the sharded model in DDP as
-well). What accelerate's prepare would add is done here: bf16 autocast around the
-forward. Gradient clipping goes through the FSDP module (the norm over all shards, not this rank's shard).
+well). What accelerate's prepare would add is done here: bf16 autocast around the forward. Gradient clipping
+goes through the FSDP module (the norm over all shards, not this rank's shard).
 
 torch's FSDP cannot shard 0-d parameters (CLIP's ``logit_scale``): they stay whole on every rank, outside FSDP,
 and their gradients are averaged over the ranks here (``average_replicated_grads``) after the last micro-batch
