@@ -119,17 +119,25 @@ def is_fsdp(accelerator, model=None) -> bool:
     return accelerator.distributed_type == DistributedType.FSDP or (model is not None and is_sharded(model))
 
 
+def _gather_options(model):
+    """Full state dicts; offloaded to the CPU only from an accelerator. On CPU processes (gloo) torch 2.14's
+    offloading path returns wrong optimiser moments (exp_avg of rank 0's shard), so there every rank gathers the
+    full state in place (tests/test_train_reliability.py::test_fsdp_run_killed_...)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    return StateDictOptions(full_state_dict=True, cpu_offload=not on_cpu)
+
+
 def _fsdp_model_state(model) -> dict:
     """The full (unsharded) model state keyed by the plain parameter names, gathered from the FSDP shards."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+    return get_model_state_dict(model, options=_gather_options(model))
 
 
 def _fsdp_optim_state(model, optimizer) -> dict:
     """The full (unsharded) optimiser state keyed by parameter name, gathered from the FSDP shards."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-    return get_optimizer_state_dict(model, optimizer.optimizer,
-                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+    return get_optimizer_state_dict(model, optimizer.optimizer, options=_gather_options(model))
 
 
 def _fsdp_load(model, optimizer, model_state: dict, optim_state: dict) -> None:

@@ -339,10 +339,6 @@ def test_ranks_die_with_a_killed_launcher_and_the_run_resumes_exactly(data, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="open defect: the full optimiser state that torch 2.14's FSDP1 "
-                   "(use_orig_params, gloo) gathers holds wrong exp_avg values for rank 0's shard (about 1e-6 where "
-                   "the live moments are about 1e-2; exp_avg_sq is right), so a resumed run leaves the "
-                   "uninterrupted one's losses from the second resumed step")
 def test_fsdp_run_killed_resumes_exactly_and_saves_the_full_optimiser_state(data, tmp_path):
     """FSDP on 2 CPU processes (torch FSDP over gloo, which frostline sets up itself where accelerate runs DDP):
     every resume state holds the whole optimiser state (one full-size moment per trainable parameter, not one
