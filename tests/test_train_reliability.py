@@ -8,7 +8,8 @@ signals, a really full file system and really damaged shards:
 - clear one-line errors (exit 2): disk full while checkpointing, broken YAML, an unusable output folder, a
   damaged weights file for average.py, a launch whose mixed precision contradicts the config;
 - 2 CPU processes: a run killed with SIGKILL of `accelerate launch` (whose ranks die with it) resumes to the
-  uninterrupted run's losses; an FSDP launch config that contradicts the YAML is refused.
+  uninterrupted run's losses, under DDP and under FSDP (full optimiser state saved); an FSDP launch config that
+  contradicts the YAML is refused.
 """
 from __future__ import annotations
 
