@@ -66,8 +66,9 @@ def save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, loader
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    full = accelerator.get_state_dict(model)  # gathered on every rank for FSDP; the plain state dict for DDP
-    optim_state = optimizer.state_dict() if not is_fsdp(accelerator) else _fsdp_optim_state(model, optimizer)
+    fsdp = is_fsdp(accelerator, model)
+    full = accelerator.get_state_dict(model) if not fsdp else _fsdp_model_state(model)  # full, on rank 0 at least
+    optim_state = optimizer.state_dict() if not fsdp else _fsdp_optim_state(model, optimizer)
     save_file({"rng": rng_state(), "loader": loader.state_dict()}, tmp / f"rng_rank{accelerator.process_index}.pt")
     if accelerator.is_main_process:
         trainable = {k: v for k, v in full.items() if not k.startswith("teacher.")}
@@ -113,16 +114,33 @@ def _write(path: Path, write) -> None:
         raise
 
 
-def is_fsdp(accelerator) -> bool:
+def is_fsdp(accelerator, model=None) -> bool:
+    """Whether the run is sharded: accelerate set FSDP up, or `model` is an FSDP module (model/sharding.py)."""
     from accelerate.utils import DistributedType
-    return accelerator.distributed_type == DistributedType.FSDP
+
+    from model.sharding import is_sharded
+    return accelerator.distributed_type == DistributedType.FSDP or (model is not None and is_sharded(model))
+
+
+def _gather_options(model):
+    """Full state dicts; offloaded to the CPU only from an accelerator. On CPU processes (gloo) torch 2.14's
+    offloading path returns wrong optimiser moments (exp_avg of rank 0's shard), so there every rank gathers the
+    full state in place (tests/test_train_reliability.py::test_fsdp_run_killed_...)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    return StateDictOptions(full_state_dict=True, cpu_offload=not on_cpu)
+
+
+def _fsdp_model_state(model) -> dict:
+    """The full (unsharded) model state keyed by the plain parameter names, gathered from the FSDP shards."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+    return get_model_state_dict(model, options=_gather_options(model))
 
 
 def _fsdp_optim_state(model, optimizer) -> dict:
     """The full (unsharded) optimiser state keyed by parameter name, gathered from the FSDP shards."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-    return get_optimizer_state_dict(model, optimizer.optimizer,
-                                    options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+    return get_optimizer_state_dict(model, optimizer.optimizer, options=_gather_options(model))
 
 
 def _fsdp_load(model, optimizer, model_state: dict, optim_state: dict) -> None:
@@ -195,7 +213,7 @@ def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler, cfg: C
     if set(state["model"]) != expected:
         diff = sorted(set(state["model"]) ^ expected)[:5]
         raise RuntimeError(f"{path}/state.pt does not match the model ({cfg.model.clip}): e.g. {diff}")
-    if not is_fsdp(accelerator):
+    if not is_fsdp(accelerator, model):
         raw.load_state_dict(state["model"], strict=False)  # the teacher is rebuilt from the pretrained CLIP
         optimizer.load_state_dict(state["optimizer"])
     else:

@@ -5,8 +5,9 @@
   (``train.distributed``, ``train.mixed_precision``); when ``accelerate launch`` (its flags or ``accelerate
   config``) says otherwise, the run is refused with a message naming both, instead of one silently winning. A
   plain ``python model/train.py`` has no launch config: the YAML's values are used. ``train.distributed=fsdp``
-  turns FSDP on under a plain ``--multi_gpu`` launch too. accelerate 1.x runs FSDP on GPUs only; on CPU
-  processes it would silently fall back to DDP, so there ``train.distributed=fsdp`` is refused.
+  turns FSDP on under a plain ``--multi_gpu`` launch too. accelerate 1.x runs FSDP on GPUs only (on CPU
+  processes it would silently fall back to DDP), so on several CPU processes accelerate sets up the process
+  group alone and frostline shards the model itself with torch's FSDP (model/sharding.py).
 - **Ranks die with their parent.** A rank started by ``accelerate launch`` asks the kernel for SIGKILL when the
   launcher dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the launcher leaves no rank running on.
 """
@@ -55,6 +56,12 @@ def _launch_settings() -> dict:
     return out
 
 
+def _cpu_launch() -> bool:
+    """Whether this process runs on CPU (``ACCELERATE_USE_CPU``/``--cpu``, or no GPU at all)."""
+    import torch
+    return os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+
+
 def make_accelerator(cfg: Config, *, tensorboard: bool = False):
     """The Accelerator for this run, after checking the launch against the YAML (see the module docstring)."""
     from accelerate import Accelerator
@@ -71,17 +78,17 @@ def make_accelerator(cfg: Config, *, tensorboard: bool = False):
     kwargs = {}
     if "mixed_precision" not in launch:
         kwargs["mixed_precision"] = t.mixed_precision
-    if t.distributed == "fsdp":
+    if t.distributed == "fsdp" and not _cpu_launch():  # on CPU processes model/sharding.py shards the model
         kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(use_orig_params=True)
     if tensorboard:
         kwargs.update(log_with="tensorboard", project_dir=str(Path(cfg.output_dir)))
     accelerator = Accelerator(**kwargs)
     got = "fsdp" if accelerator.distributed_type == DistributedType.FSDP else "ddp"
+    if accelerator.device.type == "cpu" and accelerator.distributed_type == DistributedType.MULTI_CPU:
+        got = t.distributed  # FSDP on CPU processes is frostline's own (model/sharding.py)
     if accelerator.num_processes > 1 and got != t.distributed:
-        cpu = " (accelerate runs FSDP on GPUs only: CPU processes would silently train with DDP)" \
-            if accelerator.device.type == "cpu" else ""
         raise ConfigError(f"train.distributed={t.distributed!r} but accelerate runs "
-                          f"{accelerator.distributed_type.value}{cpu}; set train.distributed={got}")
+                          f"{accelerator.distributed_type.value}; set train.distributed={got}")
     if accelerator.mixed_precision != t.mixed_precision:
         raise ConfigError(f"the accelerator runs mixed precision {accelerator.mixed_precision!r} but the config "
                           f"has train.mixed_precision={t.mixed_precision!r}")

@@ -43,6 +43,7 @@ from model.fidelity import startup_notes  # noqa: E402
 from model.launch import die_with_parent, is_main_rank, launched, make_accelerator  # noqa: E402
 from model.lock import RunLock  # noqa: E402
 from model.optim import accumulation_steps, lr_at, param_groups, scaled_lr  # noqa: E402
+from model.sharding import average_replicated_grads, clip_grad_norm_, own_fsdp, shard  # noqa: E402
 from model.train_log import MetricsLog, flat_config  # noqa: E402
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
 
@@ -80,10 +81,18 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
     model = build_model(cfg).to(accelerator.device)
     model.set_classes(prompts.class_texts(loader.classes))  # tokenises prompts, caches the teacher's text once
 
+    # The groups are chosen by the parameters' shapes, so before any sharding flattens them.
+    groups = param_groups(model, t.weight_decay, t.decay_scalars)
+    sharded_here = own_fsdp(cfg, accelerator)  # FSDP on CPU processes: frostline wraps it (model/sharding.py)
+    if sharded_here:
+        model = shard(model, cfg, accelerator)
+
     peak, final = scaled_lr(t)
-    optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay, t.decay_scalars), lr=peak, betas=t.betas,
-                                  eps=t.eps)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    optimizer = torch.optim.AdamW(groups, lr=peak, betas=t.betas, eps=t.eps)
+    if sharded_here:
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     # Our own per-optimiser-step schedule (not prepared: accelerate would step it once per process).
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(
         s, total=total_steps, warmup=steps_per_epoch * t.warmup_epochs, peak=peak, final=final) / peak)
@@ -127,8 +136,10 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
                     o = model(clips, batch.labels.to(accelerator.device))
                     accelerator.backward(o.loss / accum)
                 sums += torch.stack([o.loss, o.ce, o.distill_visual, o.distill_text]).detach().float() / accum
+            if sharded_here:
+                average_replicated_grads(model)
             if t.clip_grad > 0:
-                accelerator.clip_grad_norm_(model.parameters(), t.clip_grad)
+                clip_grad_norm_(accelerator, model, t.clip_grad)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()

@@ -8,7 +8,8 @@ signals, a really full file system and really damaged shards:
 - clear one-line errors (exit 2): disk full while checkpointing, broken YAML, an unusable output folder, a
   damaged weights file for average.py, a launch whose mixed precision contradicts the config;
 - 2 CPU processes: a run killed with SIGKILL of `accelerate launch` (whose ranks die with it) resumes to the
-  uninterrupted run's losses; an FSDP launch config that contradicts the YAML is refused.
+  uninterrupted run's losses, under DDP and under FSDP (full optimiser state saved); an FSDP launch config that
+  contradicts the YAML is refused.
 """
 from __future__ import annotations
 
@@ -336,3 +337,55 @@ def test_ranks_die_with_a_killed_launcher_and_the_run_resumes_exactly(data, tmp_
     assert sorted(a) == sorted(b) == list(range(1, 13))
     for s in a:
         assert b[s]["loss"] == a[s]["loss"], (s, killed_at)
+
+
+@pytest.mark.slow
+def test_fsdp_run_killed_resumes_exactly_and_saves_the_full_optimiser_state(data, tmp_path):
+    """FSDP on 2 CPU processes (torch FSDP over gloo, which frostline sets up itself where accelerate runs DDP):
+    every resume state holds the whole optimiser state (one full-size moment per trainable parameter, not one
+    rank's shard); SIGKILL of the launcher right after the first resume point, then the same command, ends with
+    the uninterrupted FSDP run's losses."""
+    env = {**ENV, "ACCELERATE_USE_CPU": "1"}
+    extra = dict(epochs=2, global_batch=2, micro_batch=1, save_every_steps=2, distributed="fsdp")
+    ref = tmp_path / "ref"
+    cfg = write_config(tmp_path / "ref.yaml", data / "splits", ref, **extra)
+    r = cli(["model/train.py", "--config", str(cfg), "--no-eval"], env=env, launcher=_launcher(), timeout=600)
+    assert r.returncode == 0, r.stderr[-5000:]
+
+    state = torch.load(ref / "checkpoints" / "epoch_002" / "state.pt", weights_only=True)
+    model, optim = state["model"], state["optimizer"]
+    trainable = [n for g in optim["param_groups"] for n in g["params"]]
+    assert len(trainable) == len(set(trainable)) == len(optim["state"]) > 0
+    assert set(trainable) == {n for n in model if not n.startswith("student.clip.") or n in trainable}
+    for name in trainable:
+        for moment in ("exp_avg", "exp_avg_sq"):
+            assert optim["state"][name][moment].shape == model[name].shape, (name, moment)
+    assert sum(model[n].numel() for n in trainable) > 1_000_000  # the tiny student: millions of values, not a shard
+    decayed = optim["param_groups"][0]
+    assert decayed["weight_decay"] > 0 and all(model[n].ndim >= 2 for n in decayed["params"])
+
+    out = tmp_path / "killed"
+    cfg = write_config(tmp_path / "k.yaml", data / "splits", out, **extra)
+    args = ["model/train.py", "--config", str(cfg), "--no-eval"]
+    proc = subprocess.Popen(_launcher() + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    pointer = out / "checkpoints" / "latest.json"
+    deadline = time.time() + 400
+    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)   # the launcher; its ranks die with it
+    proc.wait()
+    killed_at = json.loads(pointer.read_text())["global_step"]
+    assert killed_at < 12, "the run finished before it could be killed"
+
+    r = cli(args, env=env, launcher=_launcher(), timeout=600)
+    assert r.returncode == 0, r.stderr[-5000:]
+    assert "resumed from" in r.stderr
+    a, b = _records(ref), _records(out)
+    assert sorted(a) == sorted(b) == list(range(1, 13))
+    for s in a:
+        assert b[s]["loss"] == pytest.approx(a[s]["loss"], rel=1e-5), (s, killed_at)
+    wa = torch.load(ref / "checkpoints" / "epoch_002" / "state.pt", weights_only=True)["model"]
+    wb = torch.load(out / "checkpoints" / "epoch_002" / "state.pt", weights_only=True)["model"]
+    for k in trainable:
+        assert torch.linalg.vector_norm(wb[k] - wa[k]) <= 1e-5 * torch.linalg.vector_norm(wa[k]) + 1e-8, k
