@@ -2,8 +2,6 @@
 for them. The pipeline is imported lazily: it pulls in DALI."""
 from __future__ import annotations
 
-import os
-
 from model.config import Config, DataConfig
 
 
@@ -27,9 +25,8 @@ def split_paths(cfg: DataConfig) -> dict:
 
 def split_exists(url: str) -> bool:
     """Whether an optional split file (cross-dataset ``eval_full``) is there, locally or on s3://."""
-    from shards.storage import Store, is_remote
-    parent, name = url.rsplit("/", 1) if is_remote(url) else os.path.split(url)
-    return Store(parent).exists(name)
+    from shards import storage
+    return storage.exists(url)
 
 
 def loader_config(cfg: Config, *, train: bool, batch_size: int, device: str):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from shards.storage import Store, is_remote
+from shards import storage
 
 from .loader import LoaderConfig
 from .reader import unpack
@@ -27,13 +27,7 @@ from .sampling import CLIP_MEAN, CLIP_STD, clip_indices, draw_batch_params, flip
 
 def read_member(shard: str, offset: int, size: int) -> bytes:
     """One ranged read of a shard (local file or s3://)."""
-    if is_remote(shard):
-        folder, name = shard.rsplit("/", 1)
-        store = Store(folder)
-        return store.fs.cat_file(store.path(name), start=offset, end=offset + size)
-    with open(shard, "rb") as f:
-        f.seek(offset)
-        return f.read(size)
+    return storage.read_bytes(shard, offset, offset + size)
 
 
 def decode_clip(data: bytes, indices: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from shards import storage
 from shards.storage import Store, is_remote
 
 from .sampling import CLIP_MEAN, CLIP_STD, clip_indices, view_position
@@ -61,11 +62,7 @@ def expand_inputs(items: list[str]) -> list[str]:
 
 def read_bytes(url: str) -> bytes:
     try:
-        if is_remote(url):
-            parent, name = url.rsplit("/", 1)
-            return Store(parent).read_bytes(name)
-        with open(url, "rb") as f:
-            return f.read()
+        return storage.read_bytes(url)
     except Exception as e:
         raise VideoError(f"{url}: cannot read ({e})") from e
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .manifest import read_table, table_bytes
 from .protocols import published as pub
-from .protocols.core import (B2N_DATASETS, CLASS_SCHEMA, CROSS_DATASETS, OFFICIAL, ROW_SCHEMA, Manifest, SplitFile,
+from .protocols.core import (B2N_DATASETS, CLASS_SCHEMA, CROSS_DATASETS, OFFICIAL, Manifest, SplitFile,
                              SplitPlan, by_class, check_disjoint, entries_of, few_shot, prompts_for, rank,
                              report_descriptions, warn_short)
 from .protocols.names import (ClassEntry, SplitError, SplitWarning, match_names, normalise, novel_classes,

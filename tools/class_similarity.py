@@ -57,9 +57,8 @@ def comparisons(splits: str, protocol: str, datasets: list[str], train_set: int)
 
 
 def _exists(url: str) -> bool:
-    from shards.storage import Store
-    parent, name = url.rsplit("/", 1)
-    return Store(parent).exists(name)
+    from shards import storage
+    return storage.exists(url)
 
 
 def text_features(model, texts: list[str], bare: bool):
