@@ -233,11 +233,16 @@ _POSITION_WORDS = {"left": ("on the left", "at the left"), "right": ("on the rig
                    "middle": ("in the middle", "in the centre")}
 
 
-def position_of(centre: np.ndarray, width: int, height: int) -> str:
-    """Where a centre lies: the middle third is 'middle', else the side it is nearest to."""
+def position_of(centre: np.ndarray, width: int, height: int, margin: float = 0.0) -> str | None:
+    """Where a centre lies: the middle third is 'middle', else the side it is nearest to; None when it lies within
+    `margin` (a fraction of the canvas) of a border between two of those regions (no caption should claim it)."""
     x, y = centre[0] / width - 0.5, centre[1] / height - 0.5
+    if abs(max(abs(x), abs(y)) - 1 / 6) < margin:
+        return None
     if max(abs(x), abs(y)) < 1 / 6:
         return "middle"
+    if abs(abs(x) - abs(y)) < margin:
+        return None
     if abs(x) >= abs(y):
         return "left" if x < 0 else "right"
     return "top" if y < 0 else "bottom"
@@ -251,7 +256,7 @@ def frame_position(scene: Scene, r: Rendered, t: int) -> str | None:
     (cx, cy), rad = r.centres[t, 0], r.radii[t]
     if not (rad <= cx <= w - rad and rad <= cy <= h - rad):
         return None
-    return position_of(r.centres[t, 0], w, h)
+    return position_of(r.centres[t, 0], w, h, margin=0.06)
 
 
 def noun_phrase(scene: Scene, rng: random.Random, *, full: bool = False) -> str:

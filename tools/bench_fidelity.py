@@ -40,8 +40,12 @@ BASE = {"colours": ("red", "blue"), "shapes": ("square", "triangle"), "motions":
 NOVEL = {"colours": ("yellow", "green"), "shapes": ("circle", "cross"), "motions": ("moving up", "growing")}
 
 
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
 # ------------------------------------------------------------------------------------------------------ the inputs
-def pretrained_clip(out: Path, *, steps: int, images: int, log=print) -> Path:
+def pretrained_clip(out: Path, *, steps: int, images: int, log=say) -> Path:
     """The pre-trained world CLIP under out/clip (made once, reused while its settings stay the same)."""
     from tools import pretrain_clip
     path = out / "clip" / "world_clip.pt"
@@ -54,7 +58,7 @@ def pretrained_clip(out: Path, *, steps: int, images: int, log=print) -> Path:
 
 
 def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets: int, frames: int = 16,
-                  seed: int = 0, workers: int = 1, log=print) -> dict:
+                  seed: int = 0, workers: int = 1, log=say) -> dict:
     """Generate -> make_shards -> make_splits (skipping what is done); returns the class lists."""
     from shards import splits, world
     from shards.convert import convert_dataset
@@ -140,7 +144,7 @@ def table(rows: list[tuple[str, dict]]) -> str:
 
 def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: int, alphas: list[float],
                lambdas: list[float], pretrain_steps: int, pretrain_images: int, groups: int, clips: int, shots: int,
-               extra: list[str], log=print) -> dict:
+               extra: list[str], log=say) -> dict:
     start = time.time()
     log("[1/4] pre-training the world CLIP (tools/pretrain_clip.py)")
     ckpt = pretrained_clip(out, steps=pretrain_steps, images=pretrain_images, log=log)

@@ -45,6 +45,10 @@ DEFAULTS = {"steps": 1500, "batch": 128, "images": 6000, "captions": 4, "lr": 2e
             "frames": 16, "model": MODEL}
 
 
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
 def normalise_images(frames: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> CLIP-normalised float [N, 3, H, W] (the pipeline's mean and std)."""
     from pipeline.sampling import CLIP_MEAN, CLIP_STD
@@ -95,7 +99,7 @@ def held_out_set(seed: int, size: int, frames: int, per_pair: int = 25):
 
 
 def pretrain(out: Path, *, steps: int, batch: int, images: int, captions: int, lr: float, seed: int, threads: int,
-             frames: int, model: str = MODEL, log=print) -> dict:
+             frames: int, model: str = MODEL, log=say) -> dict:
     """Train and write the checkpoint + sidecar; returns the sidecar's content."""
     from model.clip import build_clip, encode_text, export_clip
 
