@@ -116,9 +116,16 @@ def run(out: Path, name: str, overrides: list[str], *, checkpoint: Path, splits:
     from model import train
     run_dir = out / "runs" / name / f"seed{seed}_set{train_set}"
     result = run_dir / ("zero_shot" if zero_shot else "") / "results.json"
+    args = ["--config", str(CONFIG), f"output_dir={run_dir}", f"data.splits={splits}",
+            f"model.checkpoint={checkpoint}", f"train.seed={seed}", f"data.train_set={train_set}", *overrides]
+    record = run_dir / "bench_args.json"
+    if record.exists() and json.loads(record.read_text()) != args:
+        old = json.loads(record.read_text())
+        diff = sorted(set(old) ^ set(args))
+        sys.exit(f"error: {run_dir} holds a run with other settings ({', '.join(diff)}); use another --out")
     if not result.exists():
-        args = ["--config", str(CONFIG), f"output_dir={run_dir}", f"data.splits={splits}",
-                f"model.checkpoint={checkpoint}", f"train.seed={seed}", f"data.train_set={train_set}", *overrides]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(args))
         train.main([*args, "--eval-only", "--zero-shot"] if zero_shot else args)
     return json.loads(result.read_text())
 
@@ -216,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         a.seeds, a.train_sets, a.alphas, a.lambdas = [0], [1], [1.0], [8.0]
         a.epochs = a.epochs or 2
-        a.pretrain_steps, a.pretrain_images = a.pretrain_steps or 60, a.pretrain_images or 600
-        a.groups, a.clips, a.shots = 4, 2, 4
+        a.pretrain_steps, a.pretrain_images = a.pretrain_steps or 30, a.pretrain_images or 300
+        a.groups, a.clips, a.shots = 4, 1, 2
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -41,7 +41,8 @@ from shards import world  # noqa: E402
 MODEL = "frostline-world"
 # (colour, shape) pairs pre-training never shows: one per colour, every shape held out at least once
 HELD_OUT = tuple((c, world.SHAPES[i % len(world.SHAPES)]) for i, c in enumerate(world.COLOURS))
-DEFAULTS = {"steps": 1500, "batch": 128, "images": 6000, "captions": 4, "lr": 2e-3, "seed": 0, "threads": 2,
+GROUP = 4                                                 # scenes per hard-negative group
+DEFAULTS = {"steps": 600, "batch": 128, "images": 3000, "captions": 4, "lr": 2e-3, "seed": 0, "threads": 2,
             "frames": 16, "model": MODEL}
 
 
@@ -56,17 +57,32 @@ def normalise_images(frames: np.ndarray) -> torch.Tensor:
     return (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
 
 
-def world_frames(n: int, rng: random.Random, *, size: int, frames: int, held_out: bool):
-    """n (scene, frame index, frame) from random scenes: excluding HELD_OUT pairs, or only those pairs."""
+def world_frames(n: int, rng: random.Random, *, size: int, frames: int, held_out: bool, group: int = 1):
+    """n (scene, rendered frame, frame) from random scenes: excluding HELD_OUT pairs, or only those pairs.
+
+    With group > 1 the frames come in groups of `group` scenes that differ only in shape or motion (same colour,
+    background, place, ...): drawn into one batch, they are the hard negatives that make the contrastive loss
+    learn shape and motion words, not colour alone (a large web batch gives real CLIP such pairs by chance)."""
+    from dataclasses import replace
     out = []
     while len(out) < n:
         s = world.sample_scene(rng)
-        if ((s.colour, s.shape) in HELD_OUT) != held_out or not world.fits(s, size, size, frames):
+        members = [s]
+        while len(members) < group:
+            changed = rng.choice(("shape", "motion", "both"))
+            v = replace(s, shape=rng.choice([x for x in world.SHAPES if x != s.shape])
+                        if changed != "motion" else s.shape,
+                        motion=rng.choice([m for m in world.VISIBLE_IN_A_FRAME if m != s.motion])
+                        if changed != "shape" else s.motion)
+            members.append(v)
+        if any(((m.colour, m.shape) in HELD_OUT) != held_out or not world.fits(m, size, size, frames)
+               for m in members):
             continue
         t = rng.randrange(world.GHOSTS[-1][0], frames)       # late enough for the afterimage to be there
-        r = world.render(s, size, size, frames, times=[t])
-        out.append((s, r, r.frames[0]))
-    return out
+        for m in members:
+            r = world.render(m, size, size, frames, times=[t])
+            out.append((m, r, r.frames[0]))
+    return out[:n]
 
 
 def zero_shot_accuracy(model, tokenizer, images: torch.Tensor, labels: torch.Tensor, texts: list[str]) -> float:
@@ -81,7 +97,8 @@ def zero_shot_accuracy(model, tokenizer, images: torch.Tensor, labels: torch.Ten
 
 
 def held_out_set(seed: int, size: int, frames: int, per_pair: int = 25):
-    """Frames of the HELD_OUT pairs, their labels and the class texts ('a photo of a red square.')."""
+    """Frames of the HELD_OUT pairs, their labels and the class texts: every colour x shape pair ('a photo of a red
+    square.'), so that colour alone gets 1/6 of them right (chance is 1/48)."""
     rng = random.Random(f"{seed}/held-out")
     items = world_frames(per_pair * len(HELD_OUT) * 3, rng, size=size, frames=frames, held_out=True)
     pairs = list(HELD_OUT)
@@ -92,9 +109,10 @@ def held_out_set(seed: int, size: int, frames: int, per_pair: int = 25):
         if counts[p] < per_pair:
             counts[p] += 1
             picked.append((pairs.index(p), img))
-    labels = torch.tensor([label for label, _ in picked])
+    every = [(c, s) for c in world.COLOURS for s in world.SHAPES]
+    labels = torch.tensor([every.index(pairs[label]) for label, _ in picked])
     images = normalise_images(np.stack([img for _, img in picked]))
-    texts = [f"a photo of a {c} {s}." for c, s in pairs]
+    texts = [f"a photo of a {c} {s}." for c, s in every]
     return images, labels, texts
 
 
@@ -120,7 +138,7 @@ def pretrain(out: Path, *, steps: int, batch: int, images: int, captions: int, l
 
     # the data: a fixed pool of captioned frames, several captions per frame, tokenised once
     rng = random.Random(f"{seed}/pretrain")
-    pool = world_frames(images, rng, size=size, frames=frames, held_out=False)
+    pool = world_frames(images, rng, size=size, frames=frames, held_out=False, group=GROUP)
     x_all = normalise_images(np.stack([img for _, _, img in pool]))
     texts = [world.frame_caption(s, r, 0, rng) for s, r, _ in pool for _ in range(captions)]
     tokens = tokenizer(texts).view(len(pool), captions, -1)
@@ -139,15 +157,17 @@ def pretrain(out: Path, *, steps: int, batch: int, images: int, captions: int, l
         1 + math.cos(math.pi * min(1.0, s / steps))))
     gen = torch.Generator().manual_seed(seed)
     clip.train()
+    groups = len(pool) // GROUP
     for step in range(steps):
-        idx = torch.randperm(len(pool), generator=gen)[:batch]
-        which = torch.randint(captions, (batch,), generator=gen)
+        pick = torch.randperm(groups, generator=gen)[:batch // GROUP]      # whole groups: hard negatives together
+        idx = (pick[:, None] * GROUP + torch.arange(GROUP)).flatten()
+        which = torch.randint(captions, (len(idx),), generator=gen)
         tok = tokens[idx, which]
         tok = tok[:, :int((tok != 0).sum(1).max())]            # exact: the text tower is causal, pooled at EOT
         img = F.normalize(clip.encode_image(x_all[idx]), dim=-1)
         txt = encode_text(clip, tok)
         logits = clip.logit_scale.exp() * img @ txt.T
-        target = torch.arange(batch)
+        target = torch.arange(len(idx))
         loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
         opt.zero_grad(set_to_none=True)
         loss.backward()
