@@ -31,7 +31,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     res = json.loads((out / "results.json").read_text())
     need = {"protocol", "dataset", "base_top1", "novel_top1", "hm", "num_base_classes", "num_novel_classes"}
     assert need <= set(res) and res["protocol"] == "base2novel" and res["dataset"] == "ucf101"
-    assert (res["num_base_classes"], res["num_novel_classes"]) == (8, 8)
+    assert (res["num_base_classes"], res["num_novel_classes"]) == (4, 4)
     assert set(res["methods"]) == {"zero-shot", "fine-tuned (λ=0)", "FROSTER"}
     assert res["methods"]["zero-shot"]["weights"] == "zero-shot"
     assert res["weights"].endswith("swa_2_2.pt") and "froster" in res["weights"]

@@ -6,9 +6,9 @@
 
 1. A tiny CLIP is pre-trained on captioned frames of the world (tools/pretrain_clip.py; cached under OUT/clip).
 2. A base-to-novel dataset of colour+shape+motion classes is generated in UCF101's layout with FROSTER's published
-   split lists (shards/world.py), converted by make_shards and split by make_splits (--from-split-files): the
-   base classes use a narrow vocabulary ("red"/"blue", "square"/"triangle", "moving left"/"spinning"); every novel
-   class name consists of words pre-training saw but no base class name contains ("yellow circle growing").
+   split lists (shards/world.py), converted by make_shards and split by make_splits (--from-split-files): 4 base
+   classes with a narrow vocabulary ("red square moving left", "blue triangle spinning", ...); every novel class name
+   consists of words pre-training saw but no base class name contains ("yellow circle growing"; "moving" aside).
 3. Every method runs through model/train.py with model/configs/demo.yaml, from the same pre-trained CLIP (student
    initialisation and teacher): zero-shot (`--eval-only --zero-shot`), plain fine-tuning (`model.distill_weight=0`:
    the teacher and projectors get no say in any gradient) and FROSTER (the config's alpha and lambda), each over
@@ -36,8 +36,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 CONFIG = REPO / "model" / "configs" / "demo.yaml"
-BASE = {"colours": ("red", "blue"), "shapes": ("square", "triangle"), "motions": ("moving left", "spinning")}
-NOVEL = {"colours": ("yellow", "green"), "shapes": ("circle", "cross"), "motions": ("moving up", "growing")}
+# Each class has its own colour, so a CLIP that grounded its colour words can name it zero-shot; shapes and motions
+# differ too. Base words: red, blue, purple, orange, square, triangle, moving left, spinning. Novel words (seen in
+# pre-training, in no base class name except "moving"): yellow, green, white, cyan, circle, cross, diamond, ring,
+# growing, up, down, shrinking.
+BASE = [("red", "square", "moving left"), ("blue", "triangle", "spinning"), ("purple", "square", "spinning"),
+        ("orange", "triangle", "moving left")]
+NOVEL = [("yellow", "circle", "growing"), ("green", "cross", "moving up"), ("white", "diamond", "moving down"),
+         ("cyan", "ring", "shrinking")]
 
 
 def say(message: str) -> None:
@@ -72,7 +78,8 @@ def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets:
     t = time.time()
     if not done.exists():
         shutil.rmtree(raw, ignore_errors=True)
-        ds = world.make_b2n_ucf101(str(raw), world.class_grid(**BASE), world.class_grid(**NOVEL), groups=groups,
+        ds = world.make_b2n_ucf101(str(raw), [world.WorldClass(*c) for c in BASE],
+                                   [world.WorldClass(*c) for c in NOVEL], groups=groups,
                                    clips=clips, shots=shots, num_train_sets=train_sets, frames=frames, seed=seed)
         done.write_text(json.dumps({"settings": settings, "class_names": ds.class_names,
                                     "base": [c.prompt for c in ds.base], "novel": [c.prompt for c in ds.novel]}))
@@ -151,7 +158,7 @@ def table(rows: list[tuple[str, dict]]) -> str:
 
 def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: int, alphas: list[float],
                lambdas: list[float], pretrain_steps: int, pretrain_images: int, groups: int, clips: int, shots: int,
-               extra: list[str], log=say) -> dict:
+               extra: list[str], ablation_runs: int | None = None, log=say) -> dict:
     start = time.time()
     log("[1/4] pre-training the world CLIP (tools/pretrain_clip.py)")
     ckpt = pretrained_clip(out, steps=pretrain_steps, images=pretrain_images, log=log)
@@ -164,31 +171,37 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: in
     log(f"[3/4] zero-shot, plain fine-tuning and FROSTER over {len(pairs)} (seed, training set) pairs, "
         f"{epochs} epochs each (model/train.py, model/configs/demo.yaml)")
     methods = {"zero-shot": None, "fine-tuned (λ=0)": ["model.distill_weight=0"], "FROSTER": []}
-    results: dict[str, list[dict]] = {}
-    for label, ov in methods.items():
-        t = time.time()
-        if ov is None:   # no training: one evaluation of the pre-trained CLIP (it does not depend on the pair)
-            r = run(out, "zero_shot", common, checkpoint=ckpt, splits=splits, seed=0, train_set=1, zero_shot=True)
-            results[label] = [r]
-        else:
+    results: dict[str, list[dict]] = {label: [] for label in methods}
+    t = time.time()
+    # no training: one evaluation of the pre-trained CLIP (it does not depend on the pair)
+    results["zero-shot"].append(run(out, "zero_shot", common, checkpoint=ckpt, splits=splits, seed=0, train_set=1,
+                                    zero_shot=True))
+    log(f"      zero-shot: {time.time() - t:.0f} s")
+    for s, ts in pairs:   # pair by pair, so that an interrupted run has both methods on the same pairs
+        for label, ov in methods.items():
+            if ov is None:
+                continue
+            t = time.time()
             key = "finetune" if ov else "froster"
-            results[label] = [run(out, key, common + ov, checkpoint=ckpt, splits=splits, seed=s, train_set=ts)
-                              for s, ts in pairs]
-        log(f"      {label}: {time.time() - t:.0f} s")
-    log("[4/4] ablations (same pairs)")
+            r = run(out, key, common + ov, checkpoint=ckpt, splits=splits, seed=s, train_set=ts)
+            results[label].append(r)
+            log(f"      {label}, seed {s}, training set {ts}: base {r['base_top1']:.1f} novel {r['novel_top1']:.1f} "
+                f"({time.time() - t:.0f} s)")
+    ab_pairs = pairs[:ablation_runs] if ablation_runs else pairs
+    log(f"[4/4] ablations over {len(ab_pairs)} of those pairs")
     ablations: list[tuple[str, dict]] = []
     cfg_alpha, cfg_lambda = 0.1, 2.0
     for a in alphas:
         name = f"FROSTER α={a:g}"
-        rs = results["FROSTER"] if a == cfg_alpha else [
+        rs = results["FROSTER"][:len(ab_pairs)] if a == cfg_alpha else [
             run(out, f"alpha{a:g}", common + [f"model.alpha={a}"], checkpoint=ckpt, splits=splits, seed=s,
-                train_set=ts) for s, ts in pairs]
+                train_set=ts) for s, ts in ab_pairs]
         ablations.append((name, summarise(rs)))
     for lam in lambdas:
         name = f"FROSTER λ={lam:g}"
-        rs = results["FROSTER"] if lam == cfg_lambda else [
+        rs = results["FROSTER"][:len(ab_pairs)] if lam == cfg_lambda else [
             run(out, f"lambda{lam:g}", common + [f"model.distill_weight={lam}"], checkpoint=ckpt, splits=splits,
-                seed=s, train_set=ts) for s, ts in pairs]
+                seed=s, train_set=ts) for s, ts in ab_pairs]
         ablations.append((name, summarise(rs)))
     main_rows = [(k, summarise(v)) for k, v in results.items()]
     gain = main_rows[2][1]["hm"][0] - main_rows[1][1]["hm"][0]
@@ -210,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="default: the config's train.epochs")
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.5, 2.0, 8.0])
+    ap.add_argument("--ablation-runs", type=int, default=None,
+                    help="ablations on the first N (seed, training set) pairs only (default: all)")
     ap.add_argument("--pretrain-steps", type=int, default=None)
     ap.add_argument("--pretrain-images", type=int, default=None)
     ap.add_argument("--groups", type=int, default=8, help="UCF groups per class (1 in 4 is the test split)")
@@ -231,14 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     rep = experiment(out, seeds=a.seeds, train_sets=a.train_sets, epochs=a.epochs or cfg_epochs, alphas=a.alphas,
                      lambdas=a.lambdas, pretrain_steps=a.pretrain_steps or pretrain_clip.DEFAULTS["steps"],
                      pretrain_images=a.pretrain_images or pretrain_clip.DEFAULTS["images"], groups=a.groups,
-                     clips=a.clips, shots=a.shots, extra=a.overrides)
+                     clips=a.clips, shots=a.shots, extra=a.overrides, ablation_runs=a.ablation_runs)
     print()
     print(f"Base-to-novel on the generated world ({len(rep['base_classes'])} base, {len(rep['novel_classes'])} novel "
           f"classes; mean ± std over {len(a.seeds)} seed(s) x {len(a.train_sets)} training set(s), "
           f"{rep['epochs']} epochs):")
     print(table(list(rep["main"].items())))
     print()
-    print("Ablations (FROSTER; the config's alpha=0.1, lambda=2 otherwise):")
+    n_ab = next(iter(rep["ablations"].values()))["n"] if rep["ablations"] else 0
+    print(f"Ablations (FROSTER; the config's alpha=0.1, lambda=2 otherwise; {n_ab} run(s) each, the first pairs):")
     print(table(list(rep["ablations"].items())))
     print()
     cs = rep["class_similarity"]

@@ -5,8 +5,9 @@
      so a rerun skips it);
   2. generate a base-to-novel world dataset in UCF101's layout with FROSTER's split lists and convert it with
      make_shards (VP9 shards, DALI index files, Parquet manifest);
-  3. make_splits --from-split-files: base classes "red/blue square/triangle moving left/spinning", novel classes
-     "yellow/green circle/cross moving up/growing" (words pre-training saw, none in a base class name);
+  3. make_splits --from-split-files: 4 base classes ("red square moving left", "blue triangle spinning", ...) and 4
+     novel classes ("yellow circle growing", "green cross moving up", ...: words pre-training saw, none of them in
+     a base class name but "moving");
   4. through model/train.py (model/configs/demo.yaml), from the pre-trained CLIP as both the student's start and the
      teacher: the zero-shot evaluation, plain fine-tuning (model.distill_weight=0) and FROSTER;
   5. print the three rows (base, novel, HM); write OUT/results.json (FROSTER's run) and OUT/results.md (the table).
