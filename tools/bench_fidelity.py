@@ -163,7 +163,7 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: in
     log("[1/4] pre-training the world CLIP (tools/pretrain_clip.py)")
     ckpt = pretrained_clip(out, steps=pretrain_steps, images=pretrain_images, log=log)
     log("[2/4] the base-to-novel world: generate -> make_shards -> make_splits --from-split-files")
-    info = world_dataset(out, groups=groups, clips=clips, shots=shots, train_sets=max(train_sets), log=log)
+    info = world_dataset(out, groups=groups, clips=clips, shots=shots, train_sets=max(3, *train_sets), log=log)
     sim_mean, sims = class_similarity(ckpt, info["base"], info["novel"])
     splits = out / "splits"
     common = [f"train.epochs={epochs}", *extra]

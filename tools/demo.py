@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = bf.pretrained_clip(out, steps=a.pretrain_steps, images=a.pretrain_images)
     print("[2/5] world dataset -> make_shards")
     t = time.time()
-    info = bf.world_dataset(out, groups=a.groups, clips=a.clips, shots=a.shots, train_sets=1, workers=a.workers)
+    info = bf.world_dataset(out, groups=a.groups, clips=a.clips, shots=a.shots, train_sets=3, workers=a.workers)
     print(f"[3/5] make_splits --from-split-files ({time.time() - t:.0f} s): base {info['base'][:2]}..., "
           f"novel {info['novel'][:2]}...")
     print(f"[4/5] training and evaluating through model/train.py --config {DEMO_CONFIG.relative_to(REPO)}")
