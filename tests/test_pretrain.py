@@ -22,7 +22,7 @@ def test_pretraining_improves_zero_shot_on_held_out_combinations(tmp_path):
     # (an untrained model maps every frame to nearly the same caption: at most one held-out pair's share, 12.5 %)
     assert info["chance"] == pytest.approx(100 / 48)
     assert info["zero_shot_untrained"] <= 12.5
-    assert info["zero_shot_trained"] >= max(20.0, info["zero_shot_untrained"] + 10), info
+    assert info["zero_shot_trained"] >= max(3 * info["chance"], info["zero_shot_untrained"] + 5), info
     assert set(map(tuple, info["held_out"])) == set(pretrain_clip.HELD_OUT)
     side = json.loads((tmp_path / "clip.json").read_text())
     assert side["settings"] == SHORT and side["zero_shot_trained"] == info["zero_shot_trained"]
