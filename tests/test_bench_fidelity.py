@@ -51,4 +51,4 @@ def test_bench_fidelity_quick_prints_the_tables_and_the_gain(tmp_path):
     r2 = subprocess.run([sys.executable, "tools/bench_fidelity.py", "--out", str(out), "--quick"], cwd=REPO,
                         capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert r2.returncode == 0 and r2.stdout.strip().splitlines()[-1] == last
-    assert "already there" in r2.stdout and "training " not in r2.stdout
+    assert "already there" in r2.stdout and "training 2 epochs" not in r2.stdout
