@@ -8,8 +8,10 @@ background and motion words from captioned frames of the world (motion shows in 
 afterimages). The loss is CLIP's: symmetric InfoNCE over the batch with a learned temperature.
 
 Held-out combinations: a fixed set of (colour, shape) pairs (`HELD_OUT`) never appears in pre-training. The zero-shot
-accuracy on frames of those pairs, among the captions of those pairs, is the checkpoint's test of compositional
-generalisation; it is printed for the untrained and the trained model and stored in the sidecar JSON.
+accuracy on frames of those pairs, among the captions of all 48 colour x shape pairs (chance 2.1 %; the colour word
+alone gets 16.7 %), is the checkpoint's test of compositional generalisation; it is printed for the untrained and
+the trained model and stored in the sidecar JSON. Measured with the defaults: 10.0 % -> 23.5 % (README, "Does
+FROSTER help?"): colour is grounded, shape and motion only weakly.
 
 Determinism: everything is drawn from `--seed` (world scenes, captions, batches, initial weights), and the CPU runs
 a fixed number of threads (`--threads`): the same command on the same machine writes the same weights. Output:
