@@ -15,6 +15,7 @@ from tools import pretrain_clip  # noqa: E402
 SHORT = {**pretrain_clip.DEFAULTS, "steps": 80, "images": 800}
 
 
+@pytest.mark.slow
 def test_pretraining_improves_zero_shot_on_held_out_combinations(tmp_path):
     lines = []
     info = pretrain_clip.pretrain(tmp_path / "clip.pt", **SHORT, log=lines.append)
@@ -36,6 +37,7 @@ def test_pretraining_improves_zero_shot_on_held_out_combinations(tmp_path):
     assert len(again) == 1 and "already there" in again[0]
 
 
+@pytest.mark.slow
 def test_pretraining_is_reproducible_from_its_seed(tmp_path):
     """Same seed, same thread count, same machine: the same weights (compared at a tolerance scaled to their norm,
     though on one machine they come out bit-identical)."""
