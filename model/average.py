@@ -9,14 +9,26 @@ same format, so ``model.clip.build_clip(checkpoint=...)`` and the evaluation loa
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import pickle
 import re
 import sys
+import zipfile
 from pathlib import Path
 
-import torch
+if __package__ in (None, ""):  # `python model/average.py` runs this file as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+log = logging.getLogger("model.average")
 
 EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be read or averaged; the message names the file."""
 
 
 def epoch_weights(checkpoint_dir: str | Path) -> dict[int, Path]:
@@ -34,11 +46,14 @@ def epoch_weights(checkpoint_dir: str | Path) -> dict[int, Path]:
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(state dict, wrapper) of a weights file: a bare state dict, or model.clip.export_clip's
     {"state_dict": ..., "model_name": ...} (the wrapper's other entries are returned to be written back)."""
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as e:
+        raise WeightsError(f"{path}: not a readable weights file ({' '.join(str(e).split())[:200]})") from e
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         return obj["state_dict"], {k: v for k, v in obj.items() if k != "state_dict"}
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: not a state dict of tensors")
+        raise WeightsError(f"{path}: not a state dict of tensors")
     return obj, {}
 
 
@@ -56,14 +71,14 @@ def average_state_dicts(paths: list[str | Path]) -> dict[str, torch.Tensor]:
             continue
         if sd.keys() != first.keys():
             missing = sorted(set(first) ^ set(sd))[:5]
-            raise ValueError(f"{p}: keys differ from {paths[0]} (e.g. {missing})")
+            raise WeightsError(f"{p}: keys differ from {paths[0]} (e.g. {missing})")
         for k, v in sd.items():
             if v.shape != first[k].shape:
-                raise ValueError(f"{p}: {k} has shape {tuple(v.shape)}, {paths[0]} has {tuple(first[k].shape)}")
+                raise WeightsError(f"{p}: {k} has shape {tuple(v.shape)}, {paths[0]} has {tuple(first[k].shape)}")
             if k in total:
                 total[k] += v.double()
             elif not torch.equal(v, first[k]):
-                raise ValueError(f"{p}: non-float tensor {k} differs from {paths[0]}; cannot average")
+                raise WeightsError(f"{p}: non-float tensor {k} differs from {paths[0]}; cannot average")
     n = len(paths)
     return {k: (total[k] / n).to(v.dtype) if k in total else v for k, v in first.items()}
 
@@ -84,27 +99,29 @@ def average_checkpoints(checkpoint_dir: str | Path, start: int = 2, end: int | N
     _, wrapper = load_weights(weights[end])
     out = Path(out) if out else Path(checkpoint_dir) / f"swa_{start}_{end}.pt"
     tmp = out.with_name(out.name + ".tmp")
-    torch.save({"state_dict": avg, **wrapper} if wrapper else avg, tmp)
+    from model.checkpoint import save_file
+    save_file({"state_dict": avg, **wrapper} if wrapper else avg, tmp)
     os.replace(tmp, out)  # atomic: a crash never leaves a half-written average behind
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
+    from shards.cli import add_logging_flags, setup_logging
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run_dir", help="training output_dir (or its checkpoints/ folder)")
     ap.add_argument("--from", dest="start", type=int, default=2, help="first epoch to average (1-based)")
     ap.add_argument("--to", dest="end", type=int, default=None, help="last epoch (default: the last one)")
     ap.add_argument("--out", default=None, help="output file (default: checkpoints/swa_FROM_TO.pt)")
+    add_logging_flags(ap)
     a = ap.parse_args(argv)
+    setup_logging(a.quiet, a.verbose)
     ckpt = Path(a.run_dir)
     if (ckpt / "checkpoints").is_dir():
         ckpt = ckpt / "checkpoints"
-    try:
-        path = average_checkpoints(ckpt, a.start, a.end, a.out)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
-    print(f"wrote {path}")
+    path = average_checkpoints(ckpt, a.start, a.end, a.out)
+    log.info(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+    from shards.cli import run
+    sys.exit(run(main))

@@ -24,12 +24,16 @@ import yaml
 class ModelConfig:
     """Which CLIP, and the FROSTER knobs (see model/froster.py)."""
     clip: str = "ViT-B-16"                 # open_clip model name (or a project config under model/model_configs)
-    pretrained: str | None = "openai"      # open_clip pretrained tag; null for random init
-    checkpoint: str | None = None          # local weights file instead of a download (offline machines)
+    pretrained: str | None = "openai"      # an open_clip tag (openai: the hub or its offline cache) or a weights
+                                           # file of any format model/weights.py reads; null: random init
+    checkpoint: str | None = None          # deprecated alias of pretrained (a path); wins when set
     alpha: float = 0.1                     # residual projector weight: z' = z + alpha * P(z)
     distill_weight: float = 2.0            # lambda in CE + lambda * (visual + text distillation)
     temporal: str = "neighbour"            # "neighbour" (expand temporal view) | "none"
-    boundary: str = "mask"                 # "mask" (correct) | "zeros" (the reference's unmasked zero tokens)
+    boundary: str | None = None            # "mask" (correct) | "zeros" (the reference's unmasked zero tokens);
+                                           # null: what the weights imply (FROSTER/Open-VCLIP files: zeros), else mask
+    prompts: str = "frostline"             # names without a description: "frostline" (template once) | "official"
+    fidelity: str = "frostline"            # "official": every official-code behaviour at once (model/fidelity.py)
 
 
 @dataclass
@@ -47,6 +51,7 @@ class DataConfig:
     crop_size: int = 224
     short_side_range: tuple[int, int] = (224, 256)
     flip: bool = True
+    force_flip: bool = False               # also flip clips of classes that name left or right (the official code)
     num_views: int = 3                     # evaluation: temporal views, logits summed
     num_threads: int = 4
     prefetch: int = 2
@@ -61,6 +66,7 @@ class TrainConfig:
     min_lr: float = 3.33e-8
     lr_reference_batch: int = 64
     weight_decay: float = 0.01             # not applied to 1-D parameters (norms, biases, scales)
+    decay_scalars: bool = False            # also decay 0-D parameters (logit_scale), as the official optimizer does
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     clip_grad: float = 1.0                 # max gradient norm; 0 disables clipping
@@ -81,6 +87,10 @@ class EvalConfig:
     batch_size: int = 8                    # rows per batch per process (a row is one view of one clip)
     weights: str = "average"               # "average" | "last" | a path to a student weights file
     zero_shot: bool = False                # evaluate the frozen original CLIP instead (the baseline)
+    precision: str = "fp32"                # "fp32" (the official evaluation) | "bf16" | "fp16" autocast
+    zero_shot_templates: int = 29          # baseline prompts: 29 composed ones | 28 (the official: names only)
+    max_missing: int | float = 0           # split samples that may go unevaluated: a count, or a fraction (< 1)
+    allow_partial: bool = False            # evaluate a run whose training has not finished (--allow-partial)
 
 
 @dataclass
@@ -176,16 +186,29 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p} is not a section")
-        node[parts[-1]] = yaml.safe_load(text)
+        try:
+            node[parts[-1]] = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: not a YAML value: {_yaml_problem(e)}") from None
     return data
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """'line L, column C: problem' from a parser error (its own text names '<unicode string>' or the file)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults <- YAML file <- overrides, checked against the dataclasses."""
     data: dict = {}
     if path is not None:
-        text = Path(path).read_text()
-        data = yaml.safe_load(text) or {}
+        with open(path) as f:
+            try:
+                data = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
     data = apply_overrides(data, list(overrides or []))
@@ -194,6 +217,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ConfigError as e:
         raise ConfigError(f"{path or 'config'}: {e}") from None
     validate(cfg)
+    from model.fidelity import resolve   # the official switch sets the settings it stands for
+    resolve(cfg)
     return cfg
 
 
@@ -207,7 +232,11 @@ def validate(cfg: Config) -> None:
         "train.mixed_precision": (t.mixed_precision, ("no", "bf16", "fp16")),
         "train.distributed": (t.distributed, ("ddp", "fsdp")),
         "model.temporal": (cfg.model.temporal, ("neighbour", "none")),
-        "model.boundary": (cfg.model.boundary, ("mask", "zeros")),
+        "model.boundary": (cfg.model.boundary or "mask", ("mask", "zeros")),
+        "model.prompts": (cfg.model.prompts, ("frostline", "official")),
+        "model.fidelity": (cfg.model.fidelity, ("frostline", "official")),
+        "eval.precision": (cfg.eval.precision, ("fp32", "bf16", "fp16")),
+        "eval.zero_shot_templates": (cfg.eval.zero_shot_templates, (28, 29)),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -217,73 +246,9 @@ def validate(cfg: Config) -> None:
                        ("data.num_views", d.num_views), ("eval.batch_size", cfg.eval.batch_size)):
         if value < 1:
             raise ConfigError(f"{key}={value}: must be at least 1")
+    if cfg.eval.max_missing < 0:
+        raise ConfigError(f"eval.max_missing={cfg.eval.max_missing}: must be a count >= 0 or a fraction in [0, 1)")
     if not 0 <= t.warmup_epochs < t.epochs:
         raise ConfigError(f"train.warmup_epochs={t.warmup_epochs}: must be in [0, train.epochs)")
     if not 1 <= t.average_from <= t.epochs:
         raise ConfigError(f"train.average_from={t.average_from}: must be in [1, train.epochs={t.epochs}]")
-
-
-def accumulation_steps(global_batch: int, micro_batch: int, num_processes: int) -> int:
-    """Micro-batches per optimiser step so that micro_batch x processes x steps == global_batch exactly."""
-    per_step = micro_batch * num_processes
-    if global_batch % per_step:
-        raise ConfigError(
-            f"train.global_batch={global_batch} is not a multiple of train.micro_batch={micro_batch} x "
-            f"{num_processes} process(es); pick a micro_batch that divides {global_batch // num_processes}")
-    return global_batch // per_step
-
-
-def scaled_lr(cfg: TrainConfig) -> tuple[float, float]:
-    """(peak lr, final lr) scaled linearly with the global batch, as the reference recipe does."""
-    s = cfg.global_batch / cfg.lr_reference_batch
-    return cfg.lr * s, cfg.min_lr * s
-
-
-def split_paths(cfg: DataConfig) -> dict:
-    """The split files of the configured protocol, in make_splits' layout.
-
-    Returns ``{"train": url, "eval": {dataset: {name: url}}}``; names are ``base``/``novel`` (base2novel) or
-    ``1``, ``2``, ``3`` and ``full`` (cross; ``full`` only when the file exists).
-    """
-    root = cfg.splits.rstrip("/")
-    if cfg.protocol == "base2novel":
-        d = f"{root}/base2novel/{cfg.dataset}"
-        return {"train": f"{d}/train_s{cfg.train_set}.parquet",
-                "eval": {cfg.dataset: {"base": f"{d}/eval_base.parquet", "novel": f"{d}/eval_novel.parquet"}}}
-    evals = {}
-    for ds in cfg.eval_datasets:
-        d = f"{root}/cross/{ds}"
-        evals[ds] = {str(i): f"{d}/eval_{i}.parquet" for i in (1, 2, 3)} | {"full": f"{d}/eval_full.parquet"}
-    return {"train": f"{root}/cross/{cfg.dataset}/train.parquet", "eval": evals}
-
-
-# ------------------------------------------------ what the recipe and evaluation derive from a config
-def loader_config(cfg: Config, *, train: bool, batch_size: int, device: str):
-    """The pipeline's LoaderConfig for this run (imported here: the pipeline pulls in DALI)."""
-    from pipeline.loader import LoaderConfig
-    d = cfg.data
-    return LoaderConfig(device=device, num_frames=d.num_frames, sampling=d.sampling, frame_stride=d.frame_stride,
-                        batch_size=batch_size, train=train, num_views=d.num_views, crop_size=d.crop_size,
-                        short_side_range=tuple(d.short_side_range), flip=d.flip, dtype="fp32", seed=cfg.train.seed,
-                        num_threads=d.num_threads, prefetch=d.prefetch)
-
-
-def loader_device(cfg: Config, accelerator) -> str:
-    """The pipeline's device: as configured, or the accelerator's (`auto`)."""
-    if cfg.data.device != "auto":
-        return cfg.data.device
-    return "gpu" if accelerator.device.type == "cuda" else "cpu"
-
-
-def quick_gelu(cfg: Config) -> bool:
-    """OpenAI's CLIP weights use QuickGELU; so does every model fine-tuned from them."""
-    return cfg.model.pretrained == "openai" or "quickgelu" in cfg.model.clip.lower()
-
-
-def check_crop(model, cfg: Config) -> None:
-    """The ViT's positional embedding fixes the input size: fail early, naming both settings."""
-    size = model.student.clip.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    if cfg.data.crop_size != size:
-        raise ConfigError(f"data.crop_size={cfg.data.crop_size} but {cfg.model.clip} takes {size}x{size} images; "
-                          f"set data.crop_size={size}")

@@ -14,25 +14,29 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-
-# OpenMP threads that spin while they wait steal the cores from the DALI and decoder threads on a busy
-# machine (measured: 5x slower CPU training on 2 shared cores); sleeping costs nothing on a GPU run.
-# It must be set before torch starts its thread pool, so here, before `import torch`.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if __package__ in (None, ""):  # `python model/evaluate.py` runs this file as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch
-from tqdm import tqdm
+from model import omp  # noqa: F401,E402  (first: OpenMP threads must sleep while they wait; before torch)
 
-from model.config import (Config, ConfigError, check_crop, load_config, loader_config, loader_device, quick_gelu,
-                          split_paths)
+import torch  # noqa: E402
+from accelerate.logging import get_logger  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from model.build import build_eval_model  # noqa: E402
+from model.config import Config, load_config  # noqa: E402
+from model.launch import die_with_parent, is_main_rank, launched, make_accelerator  # noqa: E402
+from model.lock import RunLock  # noqa: E402
+from model.data import build_loader, data_health, split_exists, split_paths  # noqa: E402
+from shards.cli import add_logging_flags, run as guarded, setup_logging  # noqa: E402
+
+log = get_logger("model.evaluate")
 
 
 # ----------------------------------------------------------------------------------------------------------- metrics
@@ -182,8 +186,14 @@ def write_results(results: dict, out_dir: str | Path) -> tuple[Path, Path]:
 
 
 # ------------------------------------------------------------------------------------------------------- the runner
+class EvaluationError(ValueError):
+    """An evaluation that must not produce results: an unfinished run, a split not covered."""
+
+
 def resolve_weights(cfg: Config) -> Path:
-    """eval.weights -> a file: "average" (swa_{from}_{last}.pt, made on demand), "last" (the last epoch), or a path."""
+    """eval.weights -> a file: "average" (swa_{from}_{last}.pt, made on demand), "last" (the last epoch), or a path.
+    A run without epoch checkpoints whose model.pretrained is a weights file evaluates that file (released FROSTER,
+    Open-VCLIP, ViFi-CLIP weights through the normal path)."""
     from model.average import average_checkpoints, epoch_weights
     ckpt = Path(cfg.output_dir) / "checkpoints"
     w = cfg.eval.weights
@@ -193,59 +203,73 @@ def resolve_weights(cfg: Config) -> Path:
         return Path(w)
     epochs = epoch_weights(ckpt)
     if not epochs:
-        raise FileNotFoundError(f"{ckpt}: no epoch checkpoints to evaluate; train first, or pass --weights PATH "
-                                f"or --zero-shot")
+        from model.build import pretrained
+        from model.clip import is_weights_path
+        spec = pretrained(cfg)
+        if spec is not None and is_weights_path(spec):  # released weights, evaluated as they are (no training)
+            if not Path(spec).expanduser().is_file():
+                raise FileNotFoundError(f"model.pretrained: no such file {spec}")
+            return Path(spec).expanduser()
+        raise FileNotFoundError(f"{ckpt}: no epoch checkpoints to evaluate; train first, or pass --weights PATH, "
+                                f"model.pretrained=PATH (released weights) or --zero-shot")
     last = max(epochs)
+    if last < cfg.train.epochs and not cfg.eval.allow_partial:
+        raise EvaluationError(f"{ckpt}: training has finished {last} of {cfg.train.epochs} epochs; finish it (the "
+                              f"same command without --eval-only) or evaluate what is there with --allow-partial")
     if w == "last":
         return epochs[last]
     path = ckpt / f"swa_{cfg.train.average_from}_{last}.pt"
+    if cfg.train.average_from > last:  # a partial run that has not reached the averaged epochs yet
+        return epochs[last]
     return path if path.exists() else average_checkpoints(ckpt, cfg.train.average_from, last, path)
 
 
-def build_eval_model(cfg: Config, weights: Path | None):
-    """zero-shot: the original CLIP as the frozen teacher; else the student CLIP loaded from `weights`."""
-    from model.froster import Froster
-    m = cfg.model
-    if weights is None:
-        return Froster.build(m.clip, m.pretrained, m.checkpoint, temporal=m.temporal, boundary=m.boundary,
-                             quick_gelu=quick_gelu(cfg), teacher=True)
-    return Froster.build(m.clip, None, weights, temporal=m.temporal, boundary=m.boundary,
-                         quick_gelu=quick_gelu(cfg), teacher=False)
-
-
-def split_exists(url: str) -> bool:
-    """Whether an optional split file (cross-dataset ``eval_full``) is there, locally or on s3://."""
-    from shards.storage import Store, is_remote
-    parent, name = url.rsplit("/", 1) if is_remote(url) else os.path.split(url)
-    return Store(parent).exists(name)
+def eval_precision(cfg: Config, device: torch.device):
+    """fp32 by default, as the official evaluation; eval.precision=bf16|fp16 autocasts (faster, see README)."""
+    if cfg.eval.precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if cfg.eval.precision == "bf16"
+                          else torch.float16)
 
 
 @torch.no_grad()
 def evaluate_split(model, url: str, cfg: Config, accelerator, zero_shot: bool) -> dict:
     """Score one split file: every rank predicts its share, view logits are summed, ranks merged."""
-    from pipeline.loader import build_loader
     from model import prompts
-    loader = build_loader(url, loader_config(cfg, train=False, batch_size=cfg.eval.batch_size,
-                                             device=loader_device(cfg, accelerator)),
-                          rank=accelerator.process_index, world_size=accelerator.num_processes)
+    loader = build_loader(url, cfg, accelerator, train=False, batch_size=cfg.eval.batch_size)
     model.set_classes(prompts.class_texts(loader.classes))
     sums = ViewSums()
     bar = tqdm(loader, desc=url.rsplit("/", 1)[-1], unit="batch", dynamic_ncols=True, leave=False,
                disable=not (cfg.train.progress and accelerator.is_main_process))
     for batch in bar:
-        with accelerator.autocast():
+        with eval_precision(cfg, accelerator.device):
             logits = model.predict(batch.clips.to(accelerator.device), zero_shot=zero_shot)
         sums.add(batch.keys, logits, batch.labels, batch.valid)
     result = score(gather_view_sums(sums, accelerator), len(loader.classes), cfg.data.num_views)
     if loader.stats.get("decode_errors"):
         result["decode_errors"] = int(loader.stats["decode_errors"])
+    result["data"] = {**data_health(loader, accelerator), "evaluated": result["num_samples"]}
     return result
+
+
+def allowed_missing(max_missing: int | float, rows: int) -> float:
+    """eval.max_missing as a number of samples: a count, or a fraction (below 1) of the split's rows."""
+    return max_missing * rows if isinstance(max_missing, float) and max_missing < 1 else max_missing
+
+
+def coverage_problem(url: str, health: dict, max_missing: int | float) -> str | None:
+    """Why the split's evaluation does not count (fewer samples evaluated than eval.max_missing allows), or None."""
+    missing, allowed = health["rows"] - health["evaluated"], allowed_missing(max_missing, health["rows"])
+    if missing <= allowed:
+        return None
+    keys = ", ".join(health["skipped_keys"][:5]) + (" ..." if len(health["skipped_keys"]) > 5 else "")
+    return (f"{url}: evaluated {health['evaluated']} of {health['rows']} samples ({missing} missing; skipped: "
+            f"{keys or 'none'})")
 
 
 def run(cfg: Config, accelerator=None, out_dir: str | Path | None = None) -> dict:
     """Evaluate the configured protocol; write results.json / results.md (main process); return the results."""
-    from accelerate import Accelerator
-    accelerator = accelerator or Accelerator(mixed_precision=cfg.train.mixed_precision)
+    accelerator = accelerator or make_accelerator(cfg)
     zero_shot = cfg.eval.zero_shot
     weights = None
     if not zero_shot:
@@ -253,19 +277,24 @@ def run(cfg: Config, accelerator=None, out_dir: str | Path | None = None) -> dic
             weights = resolve_weights(cfg)  # may write the average once
         accelerator.wait_for_everyone()
         weights = resolve_weights(cfg)
-    model = build_eval_model(cfg, weights)
-    check_crop(model, cfg)
-    model = model.to(accelerator.device).eval()
-    accelerator.print(f"evaluating {'the zero-shot CLIP ' + cfg.model.clip if zero_shot else weights}")
+    model = build_eval_model(cfg, weights).to(accelerator.device).eval()
+    log.info(f"evaluating {'the zero-shot CLIP ' + cfg.model.clip if zero_shot else weights}")
     tic = time.time()
     paths = split_paths(cfg.data)["eval"]
-    per_dataset = {}
+    per_dataset, health = {}, {}
     for ds, splits in paths.items():
-        per_dataset[ds] = {}
+        per_dataset[ds], health[ds] = {}, {}
         for name, url in splits.items():
             if name == "full" and not split_exists(url):
                 continue
-            per_dataset[ds][name] = evaluate_split(model, url, cfg, accelerator, zero_shot)
+            result = evaluate_split(model, url, cfg, accelerator, zero_shot)
+            health[ds][name] = result.pop("data")
+            per_dataset[ds][name] = result
+    problems = [p for ds, splits in paths.items() for name, h in health[ds].items()
+                if (p := coverage_problem(splits[name], h, cfg.eval.max_missing))]
+    if problems:  # every split is scored first, so one message names them all
+        raise EvaluationError(f"{'; '.join(problems)}; eval.max_missing={cfg.eval.max_missing} does not allow "
+                              f"that: repair the shards, or set eval.max_missing (a count, or a fraction < 1)")
     if cfg.data.protocol == "base2novel":
         (ds, s), = per_dataset.items()
         results = base2novel_results(ds, s["base"], s["novel"])
@@ -275,6 +304,10 @@ def run(cfg: Config, accelerator=None, out_dir: str | Path | None = None) -> dic
     results["model"] = cfg.model.clip
     results["num_views"] = cfg.data.num_views
     results["eval_seconds"] = round(time.time() - tic, 1)
+    results["data"] = health      # per split: rows, read, skipped (with keys), evaluated
+    train_data = Path(cfg.output_dir) / "train_data.json"
+    if not zero_shot and train_data.exists():
+        results["data"]["train"] = json.loads(train_data.read_text())
     if accelerator.is_main_process:
         out = Path(out_dir) if out_dir else Path(cfg.output_dir) / ("zero_shot" if zero_shot else "")
         write_results(results, out)
@@ -287,24 +320,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--zero-shot", action="store_true", help="the frozen original CLIP, no temporal attention")
     ap.add_argument("--weights", default=None, help="student weights file (default: eval.weights of the config)")
     ap.add_argument("--out", default=None, help="folder for results.json/results.md (default: output_dir)")
+    ap.add_argument("--allow-partial", action="store_true", help="evaluate a run whose training has not finished")
+    add_logging_flags(ap)
     ap.add_argument("overrides", nargs="*", help="key.sub=value")
     a = ap.parse_args(argv)
-    try:
-        cfg = load_config(a.config, a.overrides)
-    except (ConfigError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    setup_logging(a.quiet, a.verbose)
+    if launched():
+        die_with_parent()
+    cfg = load_config(a.config, a.overrides)
     cfg.eval.zero_shot = cfg.eval.zero_shot or a.zero_shot
+    cfg.eval.allow_partial = cfg.eval.allow_partial or a.allow_partial
     if a.weights:
         cfg.eval.weights = a.weights
-    from accelerate import Accelerator
-    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision)
-    try:
+    # the folder this evaluation writes to (an average under output_dir/checkpoints, or the results) is ours alone
+    own = a.out if a.out and (cfg.eval.zero_shot or cfg.eval.weights not in ("average", "last")) else cfg.output_dir
+    with RunLock(own) if is_main_rank() else nullcontext():
+        accelerator = make_accelerator(cfg)
         results = run(cfg, accelerator, a.out)
-    except (ConfigError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
-    if accelerator.is_main_process:
-        print(markdown_table(results), end="")
+        if accelerator.is_main_process:
+            print(markdown_table(results), end="")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded(main))

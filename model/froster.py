@@ -14,7 +14,9 @@ API (stable; changes are listed here):
 clips are [B, T, 3, H, W] (CLIP-normalised), labels int64 [B] in the class set's order.
 Extra build options (additions, nothing changed): attn_impl="sdpa"|"math", teacher=False (eval-only: no teacher,
 no projectors), quick_gelu, grad_checkpointing, shard_text (class text split across DDP ranks), and the
-reference-cost switches cache_teacher_text / truncate_text. forward(..., template=j) fixes the step's template.
+reference-cost switches cache_teacher_text / truncate_text, and the official-code ones (model/fidelity.py):
+prompt_style="official" (a description-less name repeated after the template) and zero_shot_templates=28 (the
+official zero-shot baseline: 28 templates, class names only). forward(..., template=j) fixes the step's template.
 
 Cost notes (issue 6): the teacher's text features never change, so set_classes computes them once; every class
 prompt is cut to the longest real prompt of the class set (exact: see model.clip.text_length); the class text is
@@ -32,7 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import prompts
-from model.clip import build_clip, encode_text, text_length
+from model.clip import encode_text, load_clip, text_length
+from model.collective import broadcast_int, gather_rows, world_size
+from model.loss import at_least_f32 as _f32
+from model.loss import distill_loss, froster_loss  # noqa: F401  (distill_loss: public name, kept importable here)
 from model.temporal import ATTN_IMPLS, BOUNDARIES, video_features
 
 TEMPORAL = ("neighbour", "none")
@@ -100,42 +105,16 @@ class FrosterOutput:
     logits: torch.Tensor
 
 
-def _f32(x: torch.Tensor) -> torch.Tensor:
-    """Losses in at least float32 (autocast hands us bf16/fp16)."""
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
-
-
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """mean(1 - cos) over every feature vector (frames of all clips, or classes)."""
-    return (1 - F.cosine_similarity(_f32(student), _f32(teacher).to(_f32(student).dtype), dim=-1)).mean()
-
-
-class _GatherRows(torch.autograd.Function):
-    """all_gather of equal-sized row blocks that keeps gradients: each rank gets back the summed gradient of its
-    own block (all_reduce + slice, which also works on gloo, unlike reduce_scatter)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
-
-
 class Froster(nn.Module):
-    """Student VideoCLIP + frozen teacher CLIP + residual projectors + the FROSTER loss."""
+    """Student VideoCLIP + frozen teacher CLIP + residual projectors; forward() returns the FROSTER loss
+    (model/loss.py) of one training step."""
 
     def __init__(self, student: VideoCLIP, teacher: nn.Module | None, tokenizer, *, alpha: float = 0.1,
                  distill_weight: float = 2.0, cache_teacher_text: bool = True, truncate_text: bool = True,
-                 shard_text: bool = False):
+                 shard_text: bool = False, prompt_style: str = "frostline", zero_shot_templates: int = 29):
         super().__init__()
         self.student, self.tokenizer = student, tokenizer
+        self.prompt_style, self.zero_shot_templates = prompt_style, zero_shot_templates  # model/prompts.py
         self.distill_weight, self.shard_text = distill_weight, shard_text
         self.cache_teacher_text, self.truncate_text = cache_teacher_text, truncate_text
         self.teacher = teacher
@@ -150,24 +129,34 @@ class Froster(nn.Module):
         self.register_buffer("tokens", torch.empty(0, 0, 0, dtype=torch.long), persistent=False)   # [29, C, L]
         self.register_buffer("teacher_text", torch.empty(0), persistent=False)  # [29, C, D] normalised
         self._eval_text: torch.Tensor | None = None
+        self._zero_shot_text: torch.Tensor | None = None  # the 28-template baseline's class features (lazy)
         # Every buffer here is a constant that each rank computes identically (tokens, cached teacher text, causal
         # masks): DDP must not re-broadcast them every step (the teacher cache alone is 29*C*D floats).
         self._ddp_params_and_buffers_to_ignore = [name for name, _ in self.named_buffers()]
 
     @classmethod
-    def build(cls, clip_name: str = "ViT-B-16", pretrained: str | None = "openai", checkpoint=None, *,
-              alpha: float = 0.1, distill_weight: float = 2.0, temporal: str = "neighbour", boundary: str = "mask",
+    def build(cls, clip_name: str | None = "ViT-B-16", pretrained: str | None = "openai", checkpoint=None, *,
+              alpha: float = 0.1, distill_weight: float = 2.0, temporal: str | None = None,
+              boundary: str | None = None,
               attn_impl: str = "sdpa", teacher: bool = True, quick_gelu: bool | None = None,
               grad_checkpointing: bool = False, cache_teacher_text: bool = True, truncate_text: bool = True,
-              shard_text: bool = False) -> "Froster":
+              shard_text: bool = False, prompt_style: str = "frostline", zero_shot_templates: int = 29,
+              base=None) -> "Froster":
         """Student and teacher both start as the same loaded CLIP. teacher=False builds an eval-only model
-        (no teacher, no projectors: predict() only)."""
-        clip, tokenizer = build_clip(clip_name, pretrained, checkpoint, quick_gelu=quick_gelu)
+        (no teacher, no projectors: predict() only). `pretrained` is a tag or a weights path (model.clip.load_clip;
+        `checkpoint`, the older name of a path, wins when given). temporal/boundary None: what the weights imply
+        (a FROSTER checkpoint: zero-padded neighbours; ViFi-CLIP: no temporal attention), else neighbour/mask.
+        `base` fills tensors a file lacks (ViFi-CLIP's token table). What was loaded is kept in `clip_info`."""
+        clip, tokenizer, info = load_clip(clip_name, checkpoint if checkpoint is not None else pretrained,
+                                          quick_gelu=quick_gelu, base=base)
         frozen = copy.deepcopy(clip) if teacher else None
         clip.set_grad_checkpointing(grad_checkpointing)
-        return cls(VideoCLIP(clip, temporal, boundary, attn_impl), frozen, tokenizer, alpha=alpha,
-                   distill_weight=distill_weight, cache_teacher_text=cache_teacher_text,
-                   truncate_text=truncate_text, shard_text=shard_text)
+        model = cls(VideoCLIP(clip, temporal or info.temporal or "neighbour", boundary or info.boundary or "mask",
+                              attn_impl), frozen, tokenizer, alpha=alpha, distill_weight=distill_weight,
+                    cache_teacher_text=cache_teacher_text, truncate_text=truncate_text, shard_text=shard_text,
+                    prompt_style=prompt_style, zero_shot_templates=zero_shot_templates)
+        model.clip_info = info
+        return model
 
     # -- classes and text -------------------------------------------------------------------------------------
     @property
@@ -186,13 +175,12 @@ class Froster(nn.Module):
         if not class_texts:
             raise ValueError("set_classes needs at least one class text")
         self.class_texts = list(class_texts)
-        table = prompts.prompt_table(self.class_texts)
-        flat = [p for row in table for p in row]
-        tokens = self.tokenizer(flat).view(len(table), len(class_texts), -1)
+        table = prompts.prompt_table(self.class_texts, official=self.prompt_style == "official")
+        tokens = prompts.tokenize(self.tokenizer, table, self.class_texts)  # a prompt past 77 tokens: an error
         # each template's exact length, once, on the host: no device sync in the training step
         self._lengths = [text_length(t, self.student.clip) if self.truncate_text else t.shape[-1] for t in tokens]
         self.tokens = tokens[..., :max(self._lengths)].to(self._device())
-        self._eval_text = None
+        self._eval_text = self._zero_shot_text = None
         if self.teacher is not None:
             feats = [encode_text(self.teacher, self._cut(t)) for t in self.tokens.flatten(0, 1).split(chunk)]
             self.teacher_text = _f32(torch.cat(feats).view(*self.tokens.shape[:2], -1))
@@ -208,14 +196,14 @@ class Froster(nn.Module):
     def _student_class_text(self, template: int) -> torch.Tensor:
         """Normalised mean of (template, bare) student features per class [C, D], with gradients."""
         c = self.num_classes
-        if self.shard_text and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            world, rank = dist.get_world_size(), dist.get_rank()
+        if self.shard_text and world_size() > 1:
+            world, rank = world_size(), dist.get_rank()
             per = -(-c // world)
             idx = torch.arange(rank * per, (rank + 1) * per, device=self._device()).clamp(max=c - 1)
             pair = torch.stack([self.tokens[template][idx], self.tokens[prompts.BARE_INDEX][idx]])
             feats = self.student.encode_text(pair.flatten(0, 1)[:, :self._pair_length(template)]).view(2, per, -1)
             mine = F.normalize(feats[0] + feats[1], dim=-1)
-            return _GatherRows.apply(mine)[:c]
+            return gather_rows(mine)[:c]
         feats = self.student.encode_text(self._pair_tokens(template))
         return F.normalize(feats[:c] + feats[c:], dim=-1)
 
@@ -230,10 +218,8 @@ class Froster(nn.Module):
 
     def _pick_template(self) -> int:
         template = prompts.sample_template()
-        if self.shard_text and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            t = torch.tensor([template], device=self._device() if dist.get_backend() == "nccl" else "cpu")
-            dist.broadcast(t, src=0)  # every rank must encode the same template
-            template = int(t)
+        if self.shard_text and world_size() > 1:
+            template = broadcast_int(template, self._device())  # every rank must encode the same template
         return template
 
     # -- training -----------------------------------------------------------------------------------------------
@@ -250,16 +236,16 @@ class Froster(nn.Module):
         zt = self._student_class_text(template)                       # [C, D]
         zv = self.student.encode_video(clips)                         # [B, T, D]
         logits = self.student.logits(zv, zt)                          # features before the projectors
-        ce = F.cross_entropy(_f32(logits), labels)
-        with torch.no_grad():
-            b, t = clips.shape[:2]
-            images = clips.flatten(0, 1).to(self.teacher.visual.conv1.weight.dtype)
-            tv = F.normalize(self.teacher.visual(images).view(b, t, -1), dim=-1)
-        tt = self._teacher_class_text(template)
-        dv = distill_loss(self.proj_v(zv), tv)
-        dt = distill_loss(self.proj_t(zt), tt)
-        loss = ce + self.distill_weight * (dv + dt)
-        return FrosterOutput(loss, ce, dv, dt, logits)
+        tv, tt = self.teacher_video(clips), self._teacher_class_text(template)
+        terms = froster_loss(logits, labels, self.proj_v(zv), tv, self.proj_t(zt), tt, self.distill_weight)
+        return FrosterOutput(terms.loss, terms.ce, terms.distill_visual, terms.distill_text, logits)
+
+    @torch.no_grad()
+    def teacher_video(self, clips: torch.Tensor) -> torch.Tensor:
+        """The frozen CLIP's L2-normalised per-frame features [B, T, D]: frames as images, no temporal attention."""
+        b, t = clips.shape[:2]
+        images = clips.flatten(0, 1).to(self.teacher.visual.conv1.weight.dtype)
+        return F.normalize(self.teacher.visual(images).view(b, t, -1), dim=-1)
 
     def train(self, mode: bool = True) -> "Froster":
         super().train(mode)
@@ -270,7 +256,7 @@ class Froster(nn.Module):
         return self
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._eval_text = None
+        self._eval_text = self._zero_shot_text = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # -- evaluation ---------------------------------------------------------------------------------------------
@@ -282,6 +268,14 @@ class Froster(nn.Module):
         if zero_shot:
             if self.teacher is None:
                 raise RuntimeError("zero_shot needs the teacher (build with teacher=True)")
+            if self.zero_shot_templates == len(prompts.TEMPLATES):  # the official baseline: names, 28 templates
+                if self._zero_shot_text is None:
+                    table = prompts.zero_shot_table(self.class_texts)
+                    tokens = prompts.tokenize(self.tokenizer, table, self.class_texts).to(self._device())
+                    flat = tokens.flatten(0, 1)
+                    feats = torch.cat([encode_text(self.teacher, self._cut(t)) for t in flat.split(chunk)]).float()
+                    self._zero_shot_text = F.normalize(feats.view(*tokens.shape[:2], -1).mean(0), dim=-1)
+                return self._zero_shot_text
             return F.normalize(self.teacher_text.mean(0), dim=-1)
         if self._eval_text is not None and not self.training:
             return self._eval_text
@@ -297,10 +291,7 @@ class Froster(nn.Module):
         """logits [B, C]. zero_shot=True: the frozen original CLIP (teacher), frames averaged, no temporal attention."""
         text = self.class_features(zero_shot)
         if zero_shot:
-            b, t = clips.shape[:2]
-            images = clips.flatten(0, 1).to(self.teacher.visual.conv1.weight.dtype)
-            zv = F.normalize(self.teacher.visual(images).view(b, t, -1), dim=-1)
-            cos = torch.einsum("btd,cd->btc", zv.float(), text)
+            cos = torch.einsum("btd,cd->btc", self.teacher_video(clips).float(), text)
             return self.teacher.logit_scale.exp() * cos.mean(dim=1)
         return self.student.logits(self.student.encode_video(clips), text).float()
 

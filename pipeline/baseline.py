@@ -20,12 +20,13 @@ from torch.utils.data import DataLoader, Dataset
 from shards.storage import Store, is_remote
 
 from .loader import LoaderConfig
+from .reader import unpack
 from .samples import SampleTable, load
 from .sampling import CLIP_MEAN, CLIP_STD, clip_indices, draw_batch_params, flip_changes_label
 
 
 def read_member(shard: str, offset: int, size: int) -> bytes:
-    """One ranged read of a tar member (local file or s3://)."""
+    """One ranged read of a shard (local file or s3://)."""
     if is_remote(shard):
         folder, name = shard.rsplit("/", 1)
         store = Store(folder)
@@ -77,14 +78,13 @@ class PyAVClips(Dataset):
         cfg, t = self.cfg, self.table
         V = 1 if cfg.train else cfg.num_views
         i, view = divmod(item, V)
-        entry = t.entries[i]
-        mp4 = next(m for m in entry.members if m.ext == "mp4")
-        data = read_member(t.shards[t.shard[i]], mp4.offset, mp4.size)
+        url = t.shards[t.shard[i]]
+        sample = unpack(read_member(url, int(t.offset[i]), int(t.size[i])), t.keys[i], f"{url} {t.keys[i]}")
+        data = sample.video.tobytes()
         with av.open(io.BytesIO(data)) as c:
             n = c.streams.video[0].frames
         if not n:       # a fragmented MP4's header has no frame count: the sample's `{key}.nfr` has it
-            nfr = next(m for m in entry.members if m.ext == "nfr")
-            n = int(np.frombuffer(read_member(t.shards[t.shard[i]], nfr.offset, nfr.size), "<i4")[0])
+            n = sample.frames
         rng = np.random.default_rng([cfg.seed, self.epoch, i])
         p = draw_batch_params(rng, 1, cfg.num_frames, train=cfg.train, short_side_range=cfg.short_side_range,
                               crop_size=cfg.crop_size, sampling=cfg.sampling, num_views=V)

@@ -1,31 +1,36 @@
 """From a split file to batches of clips on the device, one disjoint part per rank.
 
-The loader decides, once per epoch and in numpy, which rows (sample, view) each rank reads in which order: a
-permutation from (seed, epoch) in training, the split's order in test mode. It writes that order as DALI index
-files (runs of consecutive rows from one shard share a file) and builds the graph over them, so DALI reads
-exactly these samples, in this order, and Python never handles a sample. Because the order is known up front,
-keys, view indices and validity come from the plan, and resuming at batch b means writing the plan from row
-b * batch_size on. A sample that makes the graph fail is found by decoding the failing batch's samples one by
-one, then replaced for the rest of the run; it is counted and named, never a crash.
+The loader decides, once per epoch and in numpy, which rows (sample, view) each rank reads in which order
+(`pipeline.order`: an exact permutation from (seed, epoch), or on object storage with a dense split an
+interleaved order that reads each shard front to back; the split's order in test mode). The reader
+(`pipeline.reader`) reads exactly those samples' bytes ahead of time in a thread pool (a pread per sample
+locally, one or a few ranged GETs per shard on S3) and hands them to the DALI graph through an external source;
+DALI decodes and augments. Nothing is written to disk, nothing is opened or requested per sample, and building
+a loader reads only the split file, so an epoch costs the bytes it reads. Because the order is known up front,
+keys, view indices and validity come from the plan, and resuming at batch b means reading the plan from row
+b * batch_size on.
+
+Storage faults are retried (`shards.retry`) and never blamed on a sample. A sample whose bytes arrive but do not
+decode is found by decoding the failing batch's samples one at a time (each read again, so storage is known
+healthy) and replaced for the rest of the run; it is counted and named in `stats`, never a crash. Bytes that are
+not what the split row says (another sample's key, a wrong `.lbl`) are an error naming the key; samples past the
+end of a truncated shard are found when the loader is built and reported as skipped.
 """
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-import warnings
-import weakref
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from shards.index import format_index
-
+from . import order as _order
 from . import samples as _samples
-from .graph import GraphSpec, build_pipeline
+from .graph import GraphSpec, build_pipeline, check_device_dtype
+from .reader import Feed, ShardFiles, check, chunk_plan, describe
 from .sampling import BatchParams, batch_rng, draw_batch_params, first_frames
 
 log = logging.getLogger(__name__)
@@ -45,16 +50,24 @@ class LoaderConfig:
     flip: bool = True              # never flips samples whose label would change (SSv2 left/right) unless forced
     dtype: str = "fp32"            # "fp32" | "bf16" | "fp16"
     seed: int = 0
-    num_threads: int = 2
+    num_threads: int = 2           # DALI decoding threads
     prefetch: int = 2
     force_flip: bool = False       # flip left/right classes too (what the official code does; changes labels)
-    shuffle: str = "sample"        # training order: "sample" (a global permutation) | "shard" (shard order, then
-                                   # samples within each shard: one index file per shard, for huge splits on S3)
-    cache_dir: str | None = None   # where index files go; default: a temporary folder removed on close()
+    shuffle: str = "auto"          # training order (pipeline.order): "sample" (an exact global permutation) |
+                                   # "interleave" (global, each shard read front to back) | "shard" (shard by
+                                   # shard) | "auto": "interleave" for a dense split on object storage, else "sample"
+    interleave_shards: int = 16    # "interleave": shards mixed at any moment
+    interleave_jitter: float = 1.0  # "interleave": shuffle-buffer width, in shards' worth of samples
+    cache_dir: str | None = None   # unused: the loader writes no files (kept so old configs still load)
     shards: str | None = None      # manifest mode: only shards whose file name matches this glob
     manifest_split: str | None = None  # manifest mode: only rows whose manifest `split` is this
-
-
+    io_threads: int = 8            # reader threads (reads run ahead of decoding)
+    io_retry_s: float | None = None  # how long storage faults are retried; None: FROSTLINE_IO_RETRY_S or 600 s
+    io_timeout_s: float = 60.0     # one object-storage request's connect / read timeout
+    read_chunk_mb: int = 64        # object storage: the largest ranged read that serves several samples
+    read_buffer_mb: int = 512      # object storage: most chunk bytes held at once, else one read per sample
+    gather: bool = True            # decode only the fragments holding the sampled frames, each cut after its last
+                                   # one (`shards.fmp4`); False: the stream from the fragment before the clip on
 @dataclass
 class Batch:
     clips: torch.Tensor        # B x T x 3 x H x W, CLIP-normalised, on the chosen device, requested dtype
@@ -90,24 +103,16 @@ class VideoLoader:
     def __init__(self, table: _samples.SampleTable, cfg: LoaderConfig, rank: int = 0, world_size: int = 1):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
-        if cfg.device not in ("cpu", "gpu"):
-            raise ValueError(f"device must be 'cpu' or 'gpu', got {cfg.device!r}")
-        if cfg.dtype not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"dtype must be 'fp32', 'bf16' or 'fp16', got {cfg.dtype!r}")
-        if cfg.device == "gpu" and not torch.cuda.is_available():
-            raise RuntimeError("device='gpu' needs CUDA; use device='cpu' on this machine")
+        check_device_dtype(cfg.device, cfg.dtype)
+        if cfg.shuffle not in _order.MODES:
+            raise ValueError(f"shuffle must be one of {', '.join(_order.MODES)}, got {cfg.shuffle!r}")
         self.table, self.cfg, self.rank, self.world_size = table, cfg, rank, world_size
         self.classes = table.classes
         self._label_map = table.label_map()
         self._no_flip = [] if cfg.force_flip else table.no_flip_sources()
         self._epoch, self._batch = 0, 0
         self._bad: dict[int, str] = {}     # sample index -> reason
-        self.stats: dict = {"decode_errors": 0, "skipped_keys": [], "batches": 0, "rebuilds": 0}
-        self._own_cache = cfg.cache_dir is None
-        self.cache_dir = tempfile.mkdtemp(prefix="frostline-idx-") if self._own_cache else cfg.cache_dir
-        os.makedirs(self.cache_dir, exist_ok=True)
-        # a temporary cache goes with the loader, or at interpreter exit at the latest
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self.cache_dir, True) if self._own_cache else None
+        self.cache_dir = None              # the loader writes no files
         n, W = len(table), world_size
         self.views = 1 if cfg.train else cfg.num_views
         # test mode decodes all views of a sample in one pass: batch_size rows = batch_size // views samples
@@ -120,6 +125,43 @@ class VideoLoader:
             lo, hi = self._test_block(rank)
             self.num_samples = hi - lo
             self._batches = max(1, -(-(-(-n // W)) // self.slots))
+        self.stats: dict = {"rows": self.num_samples, "read": 0, "decode_errors": 0, "skipped_keys": [],
+                            "batches": 0, "rebuilds": 0, "requests": 0, "bytes_read": 0, "decoded_frames": 0,
+                            "whole_streams": 0}
+        self.files = ShardFiles(table.shards, retry_s=cfg.io_retry_s, timeout_s=cfg.io_timeout_s)
+        sizes = self.files.sizes()
+        self.shuffle = self._resolve_shuffle(sizes)
+        self.stats["shuffle"] = self.shuffle
+        self._find_truncated(sizes)
+
+    def _resolve_shuffle(self, sizes: np.ndarray) -> str:
+        """"auto": an exact permutation where reads are cheap (local disk; a sparse split reads per sample
+        anyway), the interleaved order for a dense split on object storage."""
+        if self.cfg.shuffle != "auto":
+            return self.cfg.shuffle
+        if not self.files.remote:
+            return "sample"
+        used = np.unique(self.table.shard)
+        density = float(self.table.size.sum()) / max(1, int(sizes[used].sum()))
+        return "interleave" if density >= 0.5 else "sample"
+
+    def _find_truncated(self, sizes: np.ndarray) -> None:
+        """Samples that end past their shard's end (a truncated tar) are reported now, once per shard, and skipped;
+        this rank counts those of its own part of the split, so the ranks' counts add up."""
+        t = self.table
+        cut = np.flatnonzero(t.offset + t.size > sizes[t.shard])
+        if len(cut) == 0:
+            return
+        lo, hi = self._test_block(self.rank)
+        for s in np.unique(t.shard[cut]):
+            rows = cut[t.shard[cut] == s]
+            log.error("shard %s is truncated (%d bytes): %d of its samples end past it and are skipped, "
+                      "e.g. %s", t.shards[s], int(sizes[s]), len(rows), [t.keys[i] for i in rows[:3]])
+        for i in cut.tolist():
+            self._bad[i] = f"its shard {t.shards[t.shard[i]]} is truncated"
+            if lo <= i < hi:
+                self.stats["decode_errors"] += 1
+                self.stats["skipped_keys"].append(t.keys[i])
 
     # -- the public interface --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -141,8 +183,7 @@ class VideoLoader:
                 self._bad.setdefault(index[k], "skipped before the checkpoint")
 
     def close(self) -> None:
-        if self._cleanup is not None:
-            self._cleanup()
+        self.files.close()
 
     def __iter__(self) -> Iterator[Batch]:
         epoch = self._epoch
@@ -152,22 +193,35 @@ class VideoLoader:
         while self._batch < self._batches:
             plan = self.plan(epoch)
             start = self._batch
-            pipe = self._pipeline(plan, epoch, start)
+            feed = self._feed(plan, start)
+            if start:
+                self.stats["rebuilds"] += 1
             try:
+                pipe = build_pipeline(self._spec(epoch, start), feed.batch,
+                                      lambda i: self.graph_params(plan, epoch, start + i), counts=self.stats)
                 while self._batch < self._batches:
                     try:
                         clips, labels, frames = pipe.run()
-                    except Exception as err:  # DALI reports any failed sample as a pipeline error
+                    except Exception as err:  # DALI reports a failed read or decode as a pipeline error
+                        if feed.error is not None:
+                            raise feed.error from None     # storage gave up, or the bytes are not the row's
                         self._find_bad(plan, epoch, self._batch, err)
                         break
                     b = self._batch
                     batch = self._to_batch(plan, b, clips, labels, frames)
                     self._batch += 1
                     self.stats["batches"] += 1
+                    self.stats["read"] += int(plan.valid[b * self.slots:(b + 1) * self.slots].sum())
+                    self._count_io()
                     yield batch
             finally:
-                del pipe
+                pipe = None
+                feed.close()
+                self._count_io()
         self._epoch, self._batch = epoch + 1, 0
+
+    def _count_io(self) -> None:
+        self.stats["requests"], self.stats["bytes_read"] = self.files.requests, self.files.bytes
 
     # -- planning ----------------------------------------------------------------------------------------
     def _test_block(self, rank: int) -> tuple[int, int]:
@@ -180,13 +234,14 @@ class VideoLoader:
         slots = self._batches * self.slots
         if cfg.train:
             rng = np.random.default_rng([cfg.seed, epoch, 0xE90C])
-            if cfg.shuffle == "sample":
-                perm = rng.permutation(n)
-            elif cfg.shuffle == "shard":
-                shard_rank = np.argsort(rng.permutation(len(self.table.shards)))
-                perm = np.lexsort((rng.random(n), shard_rank[self.table.shard]))
+            t = self.table
+            if self.shuffle == "sample":
+                perm = _order.exact(rng, n)
+            elif self.shuffle == "shard":
+                perm = _order.by_shard(rng, t.shard, len(t.shards))
             else:
-                raise ValueError(f"shuffle must be 'sample' or 'shard', got {cfg.shuffle!r}")
+                perm = _order.interleave(rng, t.shard, t.offset, len(t.shards), cfg.interleave_shards,
+                                         cfg.interleave_jitter, cfg.read_chunk_mb << 20)
             # np.resize wraps around only when the split is smaller than one batch per rank
             order = np.resize(perm, slots * self.world_size)
             sample = order[self.rank * slots:(self.rank + 1) * slots]
@@ -209,25 +264,19 @@ class VideoLoader:
                 valid[bad] = False
         return Plan(sample=sample, valid=valid, views=self.views)
 
-    def _write_index(self, plan: Plan, start: int, tag: str) -> tuple[list[str], list[str]]:
-        """Index files for slots[start:], one per run of consecutive slots from the same shard."""
-        folder = os.path.join(self.cache_dir, tag)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.makedirs(folder)
-        t = self.table
-        rows = plan.sample[start:]
-        shard = t.shard[rows]
-        cuts = np.flatnonzero(np.diff(shard)) + 1
-        paths, index_paths = [], []
-        for i, run in enumerate(np.split(np.arange(len(rows)), cuts)):
-            if len(run) == 0:
-                continue
-            p = os.path.join(folder, f"{i:06d}.idx")
-            with open(p, "w") as f:
-                f.write(format_index(t.entries[s] for s in rows[run]))
-            paths.append(t.shards[shard[run[0]]])
-            index_paths.append(p)
-        return paths, index_paths
+    def _feed(self, plan: Plan, start: int) -> Feed:
+        """The reader for the slots of `plan` from batch `start` on: on object storage, samples close together in
+        a shard share ranged reads unless holding those reads would exceed `read_buffer_mb`."""
+        cfg, t = self.cfg, self.table
+        sample = plan.sample[start * self.slots:]
+        args = (t.shard[sample], t.offset[sample], t.size[sample])
+        chunks = chunk_plan(*args, coalesce=self.files.remote, chunk_bytes=cfg.read_chunk_mb << 20)
+        if chunks.peak_bytes > cfg.read_buffer_mb << 20:
+            log.info("reading sample by sample: grouped reads would hold %.0f MB (read_buffer_mb=%d)",
+                     chunks.peak_bytes / 2**20, cfg.read_buffer_mb)
+            chunks = chunk_plan(*args, coalesce=False)
+        return Feed(self.files, chunks, sample, t, self.slots,
+                    ahead=cfg.prefetch + 2, threads=cfg.io_threads)
 
     def _spec(self, epoch: int, start: int, batch_size: int | None = None) -> GraphSpec:
         cfg = self.cfg
@@ -239,7 +288,7 @@ class VideoLoader:
                          crop_size=cfg.crop_size, dtype=cfg.dtype, label_map=self._label_map,
                          no_flip=self._no_flip, num_threads=cfg.num_threads, prefetch=cfg.prefetch,
                          seed=(cfg.seed * 1_000_003 + epoch * 1009 + self.rank * 7 + start) % (2**31),
-                         device_id=device_id)
+                         device_id=device_id, gather=cfg.gather and self.table.fragments is not None)
 
     def batch_params(self, epoch: int, b: int) -> BatchParams:
         """The random draws of batch `b` of `epoch` on this rank: a function of (seed, epoch, rank, b) only."""
@@ -252,26 +301,29 @@ class VideoLoader:
         return p
 
     def graph_params(self, plan: Plan, epoch: int, b: int) -> BatchParams:
-        """Batch b's draws plus where to cut each sample's stream: at the fragment holding the first frame the
-        sample needs (its window start, or its earliest view / segment), so decoding skips what comes before.
-        Vectorised over the batch; samples without a fragment table stay whole."""
+        """Batch b's draws plus what the graph needs to skip frames. Gather mode (`cfg.gather`): each sample's
+        fragment table, from which the graph's source gathers the fragments holding its frames. Otherwise where
+        to cut each sample's stream: at the fragment holding the first frame the sample needs (its window start,
+        or its earliest view / segment), so decoding skips what comes before. Vectorised over the batch; samples
+        without a fragment table stay whole."""
         p = self.batch_params(epoch, b)
         frags = self.table.fragments
-        samples = plan.sample[b * self.slots:(b + 1) * self.slots]
-        if frags is None or len(samples) < self.slots:   # past the plan's end (DALI prefetches ahead): uncut
+        S = self.slots
+        if b >= len(plan.sample) // S:      # past the plan's end (DALI prefetches ahead): the feed repeats the last
+            b = len(plan.sample) // S - 1   # batch's samples; cut them as well (those batches are never yielded)
+        samples = plan.sample[b * S:(b + 1) * S]
+        if frags is None or len(samples) < S:
             return p
         cfg = self.cfg
+        if cfg.gather:
+            spans = [(int(a), int(a + c)) if c else None for a, c in zip(frags.start[samples], frags.count[samples])]
+            p.fragment_offsets = [None if s is None else frags.offsets[s[0]:s[1]] for s in spans]
+            p.fragment_frames = [None if s is None else frags.frames[s[0]:s[1]] for s in spans]
+            return p
         first = first_frames(p.r, frags.num_frames[samples], cfg.num_frames, cfg.sampling, cfg.frame_stride,
                              cfg.train)
         p.init, p.anchor, p.frame_offset = frags.cut(samples, first)
         return p
-
-    def _pipeline(self, plan: Plan, epoch: int, start: int):
-        paths, index_paths = self._write_index(plan, start * self.slots, f"rank{self.rank}")
-        if start:
-            self.stats["rebuilds"] += 1
-        return build_pipeline(self._spec(epoch, start), paths, index_paths,
-                              lambda i: self.graph_params(plan, epoch, start + i))
 
     # -- bad samples -----------------------------------------------------------------------------------
     def _find_bad(self, plan: Plan, epoch: int, b: int, err: Exception) -> None:
@@ -289,17 +341,19 @@ class VideoLoader:
                 key = self.table.keys[s]
                 self.stats["decode_errors"] += 1
                 self.stats["skipped_keys"].append(key)
-                msg = f"skipping sample {key!r} (shard {self.table.shards[self.table.shard[s]]}): {reason}"
-                warnings.warn(msg, RuntimeWarning, stacklevel=3)
-                log.warning(msg)
+                t = self.table
+                log.warning("skipping %s: it does not decode: %s", describe(key, t.shards[t.shard[s]],
+                                                                             int(t.offset[s])), reason)
         if not found:
             raise RuntimeError(f"the video pipeline failed at batch {b} of epoch {epoch} and no single sample "
                                f"is to blame: {err}") from err
 
     def _probe(self, plan: Plan, epoch: int, slot: int) -> str | None:
-        """Run the graph on one slot alone; the error text, or None when it decodes."""
-        one = Plan(sample=plan.sample[slot:slot + 1], valid=plan.valid[slot:slot + 1], views=plan.views)
-        paths, index_paths = self._write_index(one, 0, f"probe{self.rank}")
+        """Read one slot's sample again (retried: storage is healthy once this returns) and decode it alone;
+        the error text, or None when it decodes."""
+        t, s = self.table, int(plan.sample[slot])
+        span = self.files.read(int(t.shard[s]), int(t.offset[s]), int(t.offset[s] + t.size[s]))
+        sample = check(span, t, s, self.files.urls)        # wrong bytes are an error, never a bad video
         spec = self._spec(epoch, 0, batch_size=1)
         spec.prefetch = 1
         params = self.graph_params(plan, epoch, slot // self.slots)
@@ -307,12 +361,12 @@ class VideoLoader:
         one_params = BatchParams(**{f: None if getattr(params, f) is None else getattr(params, f)[k:k + 1]
                                     for f in params.__dataclass_fields__})
         try:
-            pipe = build_pipeline(spec, paths, index_paths, lambda i: one_params)
+            pipe = build_pipeline(spec, lambda i: [sample], lambda i: one_params)
             pipe.run()
             del pipe
             return None
         except Exception as e:  # the reason is reported with the key
-            return str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+            return _reason(e)
 
     # -- output ----------------------------------------------------------------------------------------
     def _to_batch(self, plan: Plan, b: int, clips, labels, frames) -> Batch:
@@ -326,6 +380,15 @@ class VideoLoader:
                      keys=[self.table.keys[s] for s in sample],
                      views=None if cfg.train else torch.from_numpy(view.astype(np.int64)),
                      valid=torch.from_numpy(valid), frames=_to_torch(frames, "cpu").reshape(S * V, T))
+
+
+def _reason(err: Exception) -> str:
+    """The informative line of a DALI error (its last line is often only "pipeline object is no longer valid")."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if re.search(r"video|decod|invalid|frame|codec", line, re.IGNORECASE) and "no longer valid" not in line:
+            return line[:300]
+    return lines[0][:300] if lines else type(err).__name__
 
 
 def _to_torch(tl, device: str) -> torch.Tensor:

@@ -57,10 +57,10 @@ def clip_indices(n: int, num_frames: int, sampling: str, stride: int, r: np.ndar
     raise ValueError(f"sampling must be 'dense' or 'segment', got {sampling!r}")
 
 
-def first_frames(r: np.ndarray, n: np.ndarray, num_frames: int, sampling: str, stride: int,
-                 train: bool) -> np.ndarray:
-    """The smallest frame index each row of a batch decodes (all its views), vectorised over the batch with the
-    graph's float32 arithmetic: `r` [S, V*T], `n` [S] frame counts. The loader cuts the stream there."""
+def batch_indices(r: np.ndarray, n: np.ndarray, num_frames: int, sampling: str, stride: int,
+                  train: bool) -> np.ndarray:
+    """Every frame index of a batch, int64 [S, V*T], vectorised with the graph's float32 arithmetic: `r` [S, V*T],
+    `n` [S] frame counts. Equal to the graph's `frame_indices` (and to `clip_indices` row by row)."""
     r = np.asarray(r, np.float32)
     n = np.asarray(n, np.int64)[:, None]
     T = num_frames
@@ -73,7 +73,13 @@ def first_frames(r: np.ndarray, n: np.ndarray, num_frames: int, sampling: str, s
         idx = np.floor((slot + r) * n.astype(np.float32) / np.float32(T)).astype(np.int64)
     else:
         raise ValueError(f"sampling must be 'dense' or 'segment', got {sampling!r}")
-    return np.clip(idx, 0, np.maximum(n - 1, 0)).min(axis=1)
+    return np.clip(idx, 0, np.maximum(n - 1, 0))
+
+
+def first_frames(r: np.ndarray, n: np.ndarray, num_frames: int, sampling: str, stride: int,
+                 train: bool) -> np.ndarray:
+    """The smallest frame index each row of a batch decodes (all its views): the loader cuts the stream there."""
+    return batch_indices(r, n, num_frames, sampling, stride, train).min(axis=1)
 
 
 def _clamp(idx: np.ndarray, n: int) -> np.ndarray:
@@ -100,6 +106,10 @@ class BatchParams:
     init: np.ndarray | None = None          # int64 [S]: bytes of ftyp + moov (0: no cut)
     anchor: np.ndarray | None = None        # int64 [S]
     frame_offset: np.ndarray | None = None  # int32 [S]
+    # the gathered cut (`LoaderConfig.gather`): each sample's fragment table (None: no table, decoded whole); the
+    # graph's source hands the decoder only the fragments holding the sample's frames (`shards.fmp4`)
+    fragment_offsets: list | None = None    # [S] of int64 arrays (byte offset of each moof) or None
+    fragment_frames: list | None = None     # [S] of int64 arrays (first frame of each fragment) or None
 
 
 def batch_rng(seed: int, epoch: int, rank: int, batch: int) -> np.random.Generator:

@@ -12,21 +12,19 @@ Splits come from one of two sources:
 """
 from __future__ import annotations
 
-import io
 import math
-import os
 import posixpath
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .manifest import read_table
+from .manifest import read_table, table_bytes
 from .protocols import published as pub
 from .protocols.core import (B2N_DATASETS, CLASS_SCHEMA, CROSS_DATASETS, OFFICIAL, ROW_SCHEMA, Manifest, SplitFile,
-                             SplitPlan, by_class, check_disjoint, entries_of, few_shot, prompts_for, rank, warn_short)
+                             SplitPlan, by_class, check_disjoint, entries_of, few_shot, prompts_for, rank,
+                             report_descriptions, warn_short)
 from .protocols.names import (ClassEntry, SplitError, SplitWarning, match_names, normalise, novel_classes,
                               parse_name_list)
-from .storage import Store, is_remote, join
+from .storage import Store, join, split_url
 
 __all__ = [
     "B2N_DATASETS", "CROSS_DATASETS", "ClassEntry", "Manifest", "SplitError", "SplitFile", "SplitPlan", "SplitWarning",
@@ -58,6 +56,7 @@ def base2novel(m: Manifest, *, shots: int = 16, seed: int = 0, num_train_sets: i
                                              "seed": str(seed), "shots": str(shots)})
     if split_files is not None:
         pub.import_base2novel(plan, m, split_files, split_format, prompts, num_train_sets, shots)
+        report_descriptions(plan, prompts)
         return plan
     if ds in OFFICIAL:
         train_pool, eval_pool = m.official(1, "train"), m.official(1, "test")
@@ -75,19 +74,29 @@ def base2novel(m: Manifest, *, shots: int = 16, seed: int = 0, num_train_sets: i
     plan.files.append(SplitFile("eval_base", "classes_base", base, m, *by_class(m, eval_pool, base)))
     plan.files.append(SplitFile("eval_novel", "classes_novel", novel, m, *by_class(m, eval_pool, novel)))
     check_disjoint(plan, plan.files[:num_train_sets], plan.files[num_train_sets:])
+    report_descriptions(plan, prompts)
     return plan
 
 
 # ---------------------------------------------------------------------------------------------- cross-dataset
 
 
-def cross_train(k400: Manifest, *, class_names: str | None = None, class_names_path: str | None = None) -> SplitPlan:
-    """Plan cross/k400/: train.parquet (all labelled K400 training videos) and classes.parquet (all classes)."""
+def cross_train(k400: Manifest, *, class_names: str | None = None, class_names_path: str | None = None,
+                split_files: str | None = None, split_format: str = "auto") -> SplitPlan:
+    """Plan cross/k400/: train.parquet (all labelled K400 training videos) and classes.parquet (all classes).
+
+    Without `class_names`, FROSTER's `label_rephrase/k400_rephrased_classes.json` under `split_files` gives the
+    descriptions when `split_format` is "froster"."""
     if k400.dataset != "k400":
         raise SplitError(f"{k400.url}: the cross-dataset training manifest must be K400's, not {k400.dataset!r}")
-    entries = entries_of(k400.classes, prompts_for(k400, class_names, class_names_path))
+    if class_names is None and split_files is not None and split_format == "froster":
+        class_names_path = pub.find_rephrased(split_files, "k400")
+        class_names = pub.read_text(class_names_path) if class_names_path else None
+    prompts = prompts_for(k400, class_names, class_names_path)
+    entries = entries_of(k400.classes, prompts)
     plan = SplitPlan("cross/k400", [], {"protocol": "cross", "dataset": "k400", "source": "generated"})
     plan.files.append(SplitFile("train", "classes", entries, k400, *by_class(k400, k400.in_split("train"), entries)))
+    report_descriptions(plan, prompts)
     return plan
 
 
@@ -129,6 +138,7 @@ def cross(k400: Manifest, m: Manifest, *, seed: int = 0, num_eval_sets: int = 3,
             entries = entries_of(chosen, prompts)
             plan.files.append(SplitFile(f"eval_{n}", f"classes_{n}", entries, m, *by_class(m, pool, entries)))
     _check_no_train_classes(plan, k400)
+    report_descriptions(plan, prompts)
     return plan
 
 
@@ -179,9 +189,9 @@ def write_plan(plan: SplitPlan, out: str) -> list[tuple[str, int, int]]:
             "label": [c.label for c in entries], "class_name": [c.class_name for c in entries],
             "prompt": [c.prompt for c in entries], "source_label": [c.source_label for c in entries]},
             schema=CLASS_SCHEMA)
-        store.write_bytes(f"{name}.parquet", _parquet(table))
+        store.write_bytes(f"{name}.parquet", table_bytes(table))
     for f in plan.files:
-        store.write_bytes(f"{f.name}.parquet", _parquet(f.table(plan.meta)))
+        store.write_bytes(f"{f.name}.parquet", table_bytes(f.table(plan.meta)))
         summary.append((posixpath.join(plan.folder, f"{f.name}.parquet"), len(f.classes), len(f.rows)))
     for name, entries in classes.items():
         summary.append((posixpath.join(plan.folder, f"{name}.parquet"), len(entries), 0))
@@ -189,15 +199,9 @@ def write_plan(plan: SplitPlan, out: str) -> list[tuple[str, int, int]]:
     return summary
 
 
-def _parquet(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
-
-
 def read_split(url: str) -> tuple[pa.Table, pa.Table]:
     """Read a split file and its classes file: (rows, classes) with classes' `label`, `class_name`, `prompt`."""
-    folder, name = (url.rstrip("/").rsplit("/", 1) if is_remote(url) else os.path.split(os.path.abspath(url)))
+    folder, name = split_url(url)
     store = Store(folder)
     rows = read_table(store, name)
     meta = rows.schema.metadata or {}

@@ -1,11 +1,33 @@
-"""Local folders and `s3://` URLs behind one small interface.
+"""Local folders and `s3://` URLs behind one small set of functions, with fsspec's `url_to_fs` underneath.
 
-S3 is reached through fsspec/s3fs, which takes the endpoint and credentials from the standard
-`AWS_*` variables (including `AWS_ENDPOINT_URL`). Writes are atomic on both: a local file is written
-under a temporary name and renamed; an S3 object only becomes visible when its upload completes.
+Every reader and writer under `shards/` and `tools/make_*` goes through here:
+
+    read_bytes(url[, start, end])   the object, or a byte range of it
+    write_bytes(url, data)          atomic: readers see the old object or the whole new one, never a part
+    create_bytes(url, data)         exclusive create (FileExistsError when it exists): locks
+    exists(url), list_files(url)    fresh answers on S3 (the listing cache is dropped first)
+    put_file(local, url)            move a finished local file to its final name (rename / one upload)
+    split_url(url)                  (folder, name), for a file URL or local path
+
+`Store` is a thin face over them for a folder that files are committed into: relative names, and a
+local scratch folder where shards are built before their commit.
+
+S3 is reached through fsspec/s3fs, which takes the endpoint and credentials from the standard `AWS_*`
+variables (including `AWS_ENDPOINT_URL`). A local file is written under a temporary name and renamed;
+an S3 object only becomes visible when its upload completes.
+
+Every call on object storage goes through `shards.retry` (one retry mechanism for the project): a transient
+fault (connection refused or reset, timeouts, 5xx, SlowDown) is retried with backoff for FROSTLINE_IO_RETRY_S
+seconds (default 600), then a `StorageError` names the URL and the cause. A missing object, denied access or a
+bug is raised at once.
+
+Errors keep their type (FileNotFoundError, PermissionError, ...) but always name the URL they were about:
+s3fs raises `PermissionError("Forbidden")` with no name, so `naming` sets `filename` (an OSError with an errno)
+or `url` (anything else, such as botocore's EndpointConnectionError) before re-raising. `shards.cli` prints it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -14,9 +36,19 @@ import uuid
 
 import fsspec
 
+from .retry import retry
+
+TMP = "_tmp"
+
 
 def is_remote(url: str) -> bool:
     return "://" in str(url) and not str(url).startswith("file://")
+
+
+def normalise(url: str) -> str:
+    """An S3 URL without its trailing slash, or an absolute local path."""
+    url = str(url)
+    return url.rstrip("/") if is_remote(url) else os.path.abspath(url)
 
 
 def join(base: str, *parts: str) -> str:
@@ -26,7 +58,125 @@ def join(base: str, *parts: str) -> str:
     return os.path.join(base, *parts)
 
 
-TMP = "_tmp"
+def split_url(url: str) -> tuple[str, str]:
+    """`s3://b/p/x.parquet` -> (`s3://b/p`, `x.parquet`); a local path -> (absolute folder, name)."""
+    url = normalise(url)
+    return tuple(url.rsplit("/", 1)) if is_remote(url) else os.path.split(url)
+
+
+def url_to_fs(url: str):
+    """(fsspec filesystem, its path) for `url`; filesystems are cached by fsspec, so this is cheap."""
+    return fsspec.core.url_to_fs(normalise(url))
+
+
+@contextlib.contextmanager
+def naming(url: str):
+    """Re-raise any error with the URL it was about (see the module docstring)."""
+    try:
+        yield
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            if not e.filename:
+                e.filename = url
+        elif not getattr(e, "url", None) and not getattr(e, "filename", None):
+            with contextlib.suppress(Exception):
+                e.url = url   # not `filename`: an OSError without errno would print as "[Errno None] None: ..."
+        raise
+
+
+def _fresh(fs, path: str, url: str) -> None:
+    """Drop s3fs's listing cache for `path`: another process (a part, a lock holder) may have changed it."""
+    if is_remote(url):
+        fs.invalidate_cache(path)
+
+
+def _remote(call, url: str, what: str):
+    """Run one storage call; on object storage through the shared retry policy (`shards.retry`: transient
+    faults are retried with backoff for FROSTLINE_IO_RETRY_S seconds, then a StorageError names the URL)."""
+    return retry(call, what=f"{what} {url}") if is_remote(url) else call()
+
+
+def exists(url: str) -> bool:
+    with naming(url):
+        fs, path = url_to_fs(url)
+
+        def call():
+            _fresh(fs, path, url)
+            return fs.exists(path)
+        return _remote(call, url, "check")
+
+
+def read_bytes(url: str, start: int | None = None, end: int | None = None) -> bytes:
+    with naming(url):
+        fs, path = url_to_fs(url)
+        return _remote(lambda: fs.cat_file(path, start=start, end=end), url, "read")
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Write `url` atomically: readers see the old file or the whole new one, never a part."""
+    with naming(url):
+        fs, path = url_to_fs(url)
+        if is_remote(url):
+            _remote(lambda: fs.pipe_file(path, data), url, "write")
+            return
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+
+
+def create_bytes(url: str, data: bytes) -> None:
+    """Create `url` only if it does not exist yet (FileExistsError otherwise); atomic on local disk and S3."""
+    with naming(url):
+        fs, path = url_to_fs(url)
+        if is_remote(url):
+            _remote(lambda: fs.pipe_file(path, data, mode="create"), url, "create")
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+
+
+def remove(url: str) -> None:
+    with naming(url), contextlib.suppress(FileNotFoundError):
+        fs, path = url_to_fs(url)
+        _remote(lambda: fs.rm_file(path), url, "remove")
+
+
+def list_files(url: str) -> list[str]:
+    """Names of the files directly inside folder `url` (sorted; [] when the folder does not exist)."""
+    with naming(url):
+        fs, path = url_to_fs(url)
+
+        def call():
+            _fresh(fs, path, url)
+            if not fs.exists(path):
+                return []
+            return sorted(posixpath.basename(info["name"].rstrip("/"))
+                          for info in fs.ls(path, detail=True) if info.get("type") == "file")
+        return _remote(call, url, "list")
+
+
+def put_file(local_file: str, url: str) -> None:
+    """Move a finished local file to `url`: a rename on local disk, one upload (then delete) for S3."""
+    with naming(url):
+        fs, path = url_to_fs(url)
+        if is_remote(url):
+            try:
+                _remote(lambda: fs.put_file(local_file, path), url, "upload")
+            finally:
+                os.remove(local_file)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(local_file, path)
 
 
 class Store:
@@ -34,9 +184,9 @@ class Store:
 
     def __init__(self, url: str, tmp_name: str = TMP):
         self.tmp_name = tmp_name  # scratch folder; one per --part so parts never clean each other's files
-        self.url = str(url).rstrip("/") if is_remote(url) else os.path.abspath(url)
+        self.url = normalise(url)
         self.remote = is_remote(self.url)
-        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.fs, self.root = url_to_fs(self.url)
 
     def path(self, rel: str) -> str:
         """The filesystem path of `rel` (what `self.fs` understands)."""
@@ -47,39 +197,26 @@ class Store:
         return join(self.url, rel)
 
     def exists(self, rel: str) -> bool:
-        return self.fs.exists(self.path(rel))
+        return exists(self.url_of(rel))
 
-    def read_bytes(self, rel: str) -> bytes:
-        return self.fs.cat_file(self.path(rel))
-
-    def open(self, rel: str, mode: str = "rb"):
-        return self.fs.open(self.path(rel), mode)
+    def read_bytes(self, rel: str, start: int | None = None, end: int | None = None) -> bytes:
+        return read_bytes(self.url_of(rel), start, end)
 
     def list(self, prefix: str = "") -> list[str]:
         """Names (relative to the store) of the files directly inside folder `prefix`."""
-        folder = self.path(prefix) if prefix else self.root
-        if self.remote:
-            self.fs.invalidate_cache()
-        if not self.fs.exists(folder):
-            return []
-        out = []
-        for info in self.fs.ls(folder, detail=True):
-            if info.get("type") == "file":
-                name = posixpath.basename(info["name"].rstrip("/"))
-                out.append(posixpath.join(prefix, name) if prefix else name)
-        return sorted(out)
-
-    def remove(self, rel: str) -> None:
-        if self.exists(rel):
-            self.fs.rm_file(self.path(rel))
+        names = list_files(self.url_of(prefix) if prefix else self.url)
+        return [posixpath.join(prefix, n) for n in names] if prefix else names
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        """Write `rel` atomically: readers see the old file or the whole new one, never a part."""
+        """Write `rel` atomically: readers see the old file or the whole new one, never a part.
+
+        Locally the bytes go through the scratch folder (so a killed run leaves nothing next to the
+        final names, and `clean_tmp` finds its leftovers)."""
         if self.remote:
-            self.fs.pipe_file(self.path(rel), data)
+            write_bytes(self.url_of(rel), data)
             return
         tmp = self.local_tmp(rel)
-        with open(tmp, "wb") as f:
+        with naming(tmp), open(tmp, "wb") as f:
             f.write(data)
         self.commit_local(tmp, rel)
 
@@ -97,20 +234,13 @@ class Store:
     def local_tmp(self, rel: str) -> str:
         """A local scratch file for building `rel`."""
         folder = self.scratch_folder()
-        os.makedirs(folder, exist_ok=True)
+        with naming(folder):
+            os.makedirs(folder, exist_ok=True)
         return os.path.join(folder, f"{posixpath.basename(rel)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
 
     def commit_local(self, local_file: str, rel: str) -> None:
         """Move a finished scratch file to its final name `rel` (rename locally, one upload on S3)."""
-        if self.remote:
-            try:
-                self.fs.put_file(local_file, self.path(rel))
-            finally:
-                os.remove(local_file)
-        else:
-            dest = self.path(rel)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            os.replace(local_file, dest)
+        put_file(local_file, self.url_of(rel))
 
     def clean_tmp(self) -> None:
         """Drop the scratch files a killed run left behind (S3 itself never shows partial objects)."""

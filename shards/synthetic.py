@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 
+from .sources.ssv2 import class_of
+
 COLOURS = {"Red": (220, 40, 40), "Green": (40, 200, 60), "Blue": (50, 90, 235), "Yellow": (235, 215, 40),
            "Purple": (165, 60, 210), "Cyan": (40, 205, 215), "White": (240, 240, 240), "Orange": (240, 140, 30)}
 SHAPES = ("Square", "Circle", "Triangle", "Ring")
@@ -404,7 +406,7 @@ def make_ssv2(root: str, *, num_classes: int = 4, train: int = 8, val: int = 3, 
     Templates carry brackets, placeholders are filled; SSv2's native 12 fps exercises the fps change.
     """
     templates = SSV2_TEMPLATES[:num_classes]
-    classes = [class_of_template(t) for t in templates]
+    classes = [class_of(t) for t in templates]
     syn = Synthetic(root, "ssv2", classes)
     rng = np.random.default_rng(seed)
     videos = os.path.join(root, "20bn-something-something-v2")
@@ -443,7 +445,3 @@ def make_ssv2(root: str, *, num_classes: int = 4, train: int = 8, val: int = 3, 
         with open(os.path.join(folder, fname), "w") as f:
             json.dump(payload[key], f, indent=1)
     return syn
-
-
-def class_of_template(template: str) -> str:
-    return template.replace("[", "").replace("]", "")

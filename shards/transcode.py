@@ -20,6 +20,10 @@ import av.logging
 import numpy as np
 
 CODECS = ("vp9", "h264", "copy")
+# A keyframe every 4 frames: the loader gathers, for each sampled frame, the frames from the keyframe before it
+# (`shards.fmp4`), about T * (1 + (k - 1) / 2) = 20 decoded frames for an 8-frame clip, at 2.5x the bytes of
+# k = 16 (README, "Decoding only what a clip needs": the table this was chosen from, real footage).
+DEFAULT_KEYFRAME_INTERVAL = 4
 # Fragmented MP4: every fragment (moof + mdat) starts at a keyframe, and `init + stream[moof_k:]` is itself a valid
 # MP4 whose first frame is fragment k's first frame; the pipeline uses that to skip the frames before a clip.
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
@@ -31,21 +35,25 @@ class VideoError(Exception):
     """One video cannot become a sample; `str(e)` is the reject reason ("decode error at frame 17: ...")."""
 
 
+class OptionsError(ValueError):
+    """Encode options that cannot be used (an unknown codec, a non-positive frame rate...)."""
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     codec: str = "vp9"
     fps: float = 30.0
     short_side: int = 256
-    keyframe_interval: int = 16
+    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL
     crf: int | None = None      # None: 32 for VP9, 23 for H.264
     speed: int = 8              # libvpx cpu-used (realtime deadline); ignored by H.264
     threads: int = 1            # per video: parallelism comes from converting several videos at once
 
     def __post_init__(self):
         if self.codec not in CODECS:
-            raise ValueError(f"codec must be one of {CODECS}, got {self.codec!r}")
+            raise OptionsError(f"codec must be one of {CODECS}, got {self.codec!r}")
         if self.fps <= 0 or self.short_side < 2 or self.keyframe_interval < 1:
-            raise ValueError(f"invalid encode options {self}")
+            raise OptionsError(f"invalid encode options {self}")
 
 
 @dataclass
@@ -110,14 +118,6 @@ def _stream_fps(stream) -> float | None:
         if rate and float(rate) > 0:
             return float(rate)
     return None
-
-
-def probe(path: str) -> dict:
-    """Codec, size, fps and frame count (from the header) of a video, without decoding it."""
-    with _open(path) as c:
-        s = c.streams.video[0]
-        return {"codec": s.codec_context.name, "width": s.codec_context.width, "height": s.codec_context.height,
-                "fps": _stream_fps(s), "frames": s.frames, "audio": len(c.streams.audio)}
 
 
 def _encoder(out, opts: EncodeOptions, rate: Fraction, width: int, height: int):

@@ -13,13 +13,23 @@ import tarfile
 from dataclasses import dataclass, field
 
 from .index import BLOCK, IndexedSample, Member, format_index
-from .storage import Store
+from .storage import Store, naming
 
 MTIME = 0  # fixed member metadata: the same samples give byte-identical shards
 
 
 def shard_name(split: str, number: int) -> str:
     return f"{split}-{number:06d}"
+
+
+def padded(size: int) -> int:
+    """Bytes a member's data takes in a tar: rounded up to whole 512-byte blocks."""
+    return -(-size // BLOCK) * BLOCK
+
+
+def tar_bytes(members: list[tuple[str, bytes]]) -> int:
+    """Bytes `members` add to a tar: a header block plus the padded data, each."""
+    return sum(BLOCK + padded(len(data)) for _, data in members)
 
 
 def int32_le(value: int) -> bytes:
@@ -48,7 +58,8 @@ class ShardBuilder:
 
     def __post_init__(self):
         self.scratch = self.store.local_tmp(self.name + ".tar")
-        self._file = open(self.scratch, "wb")
+        with naming(self.scratch):
+            self._file = open(self.scratch, "wb")
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
 
     @property
@@ -65,6 +76,10 @@ class ShardBuilder:
 
     def add(self, key: str, members: list[tuple[str, bytes]]) -> tuple[int, int]:
         """Append a sample; returns (offset of its first header, size up to the end of its last member)."""
+        with naming(self.scratch):
+            return self._add(key, members)
+
+    def _add(self, key: str, members: list[tuple[str, bytes]]) -> tuple[int, int]:
         start = self._file.tell()
         written = []
         for ext, data in members:
@@ -80,19 +95,22 @@ class ShardBuilder:
 
     def commit(self) -> None:
         """Finish the tar, then move index and tar to their final names (index first, the tar last)."""
-        self._tar.close()
-        self._file.close()
+        with naming(self.scratch):
+            self._tar.close()
+            self._file.close()
         index_text = format_index(self.samples)
         self.store.write_bytes(self.index_name, index_text.encode())
         self.store.commit_local(self.scratch, self.tar_name)
 
     def abandon(self) -> None:
-        try:
-            self._tar.close()
-            self._file.close()
-        finally:
-            if os.path.exists(self.scratch):
-                os.remove(self.scratch)
+        """Drop the scratch file (after an error: closing may fail again, on a full disk, and is not needed)."""
+        for close in (self._tar.close, self._file.close):
+            try:
+                close()
+            except OSError:
+                pass
+        if os.path.exists(self.scratch):
+            os.remove(self.scratch)
 
 
 class _Reader:

@@ -17,12 +17,14 @@ from shards.index import build_index
 from shards.manifest import read_classes, read_manifest, read_rejects, store_metadata
 from shards.records import KEY_RE
 from shards.storage import Store
+from shards.transcode import DEFAULT_KEYFRAME_INTERVAL
 
 MEMBERS = ["mp4", "json", "lbl", "nfr"]
 NOT_IN_JSON = {"shard", "offset", "size"}
 
 
-def check_store(out: str, syn, *, codec: str = "vp9", keyframe_interval: int = 16, fps: float = 30.0) -> dict:
+def check_store(out: str, syn, *, codec: str = "vp9", keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL,
+                fps: float = 30.0) -> dict:
     """Assert every part of the contract on a converted store; returns {key: manifest row}."""
     store = Store(out)
     manifest = read_manifest(out)
@@ -72,6 +74,14 @@ def check_store(out: str, syn, *, codec: str = "vp9", keyframe_interval: int = 1
     assert set(seen) == set(keys)
     assert all(set(MEMBERS) <= set(s) for s in seen.values())
     return {r["key"]: r for r in rows}
+
+
+def probe(path: str) -> dict:
+    """Codec, coded size and stream counts of a video file, from its header (what a test asserts about a source)."""
+    with av.open(path, metadata_errors="ignore") as c:
+        s = c.streams.video[0]
+        return {"codec": s.codec_context.name, "width": s.codec_context.width, "height": s.codec_context.height,
+                "audio": len(c.streams.audio)}
 
 
 def check_stream(video: bytes, row: dict, codec: str, keyframe_interval: int, fps: float) -> None:

@@ -93,3 +93,18 @@ def test_cross_results_mean_std_and_full():
     table = markdown_table(r)
     assert "| hmdb51 | mean ± std | 60.00 ± 8.16 | 90.00 ± 8.16 | | |" in table
     assert "| hmdb51 | full | 61.00 | 91.00 | 4 | 9 |" in table
+
+
+def test_max_missing_is_a_count_or_a_fraction():
+    from model.config import ConfigError, load_config
+    from model.evaluate import allowed_missing, coverage_problem
+    assert load_config(None, ["eval.max_missing=3"]).eval.max_missing == 3
+    assert load_config(None, ["eval.max_missing=0.25"]).eval.max_missing == 0.25
+    with pytest.raises(ConfigError, match="eval.max_missing"):
+        load_config(None, ["eval.max_missing=-1"])
+    assert allowed_missing(0, 40) == 0 and allowed_missing(3, 40) == 3 and allowed_missing(0.25, 40) == 10
+    health = {"rows": 40, "evaluated": 37, "skipped": 3, "skipped_keys": ["a", "b", "c"]}
+    assert coverage_problem("s3://b/eval.parquet", health, 3) is None
+    assert coverage_problem("s3://b/eval.parquet", health, 0.1) is None
+    problem = coverage_problem("s3://b/eval.parquet", health, 2)
+    assert problem == "s3://b/eval.parquet: evaluated 37 of 40 samples (3 missing; skipped: a, b, c)"

@@ -109,7 +109,7 @@ def test_sdpa_equals_math_and_checkpointing_keeps_values(clip):
         grads.append(clip.visual.conv1.weight.grad.clone())
     clip.visual.set_grad_checkpointing(False)
     clip.zero_grad()
-    torch.testing.assert_close(grads[0], grads[1])
+    assert (grads[0] - grads[1]).norm() <= 1e-5 * grads[1].norm()  # tolerance scaled to the gradient's norm
 
 
 def test_no_new_parameters(clip):

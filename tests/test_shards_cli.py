@@ -50,3 +50,22 @@ def test_cli_errors_are_clear(tmp_path):
     assert res.returncode == 2 and "holds no conversion" in res.stderr
     res = run("--dataset", "k400", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--codec", "av1")
     assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+def test_bad_arguments_are_argparse_errors(tmp_path):
+    syn = make_hmdb51(str(tmp_path / "hmdb"), num_classes=2, per_class=2, quirks=False)
+    out = str(tmp_path / "out")
+    for flag, value, text in [("--limit", "-1", "--limit: must be at least 1, got -1"),
+                              ("--limit", "0", "--limit: must be at least 1"),
+                              ("--workers", "0", "--workers: must be at least 1"),
+                              ("--fps", "-30", "--fps: must be positive"),
+                              ("--shard-size", "0MB", "the shard size must be positive"),
+                              ("--shard-size", "lots", "cannot read size"),
+                              ("--keyframe-interval", "x", "expected a number")]:
+        res = run("--dataset", "hmdb51", "--root", syn.root, "--out", out, flag, value)
+        assert res.returncode == 2 and text in res.stderr and "usage:" in res.stderr, (flag, value, res.stderr)
+    assert not os.path.exists(out)                                  # nothing converted, nothing written
+    res = run("--dataset", "hmdb51", "--out", out)
+    assert res.returncode == 2 and "give --dataset, --root and --out" in res.stderr
+    res = run("--merge")
+    assert res.returncode == 2 and "--merge needs --out" in res.stderr

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from shards.synthetic import render, write_audio_only, write_broken, write_video
-from shards.transcode import EncodeOptions, VideoError, probe, target_size, transcode
+from shards.transcode import DEFAULT_KEYFRAME_INTERVAL, EncodeOptions, VideoError, target_size, transcode
+from shards_checks import probe
 
 
 def _frames(data: bytes) -> list:
@@ -107,7 +108,7 @@ def test_fragment_table_matches_keyframe_packets(tmp_path, codec):
     data, info = transcode(path, EncodeOptions(codec=codec))
     keys = _keyframes(data)
     assert info.fragment_frames == keys
-    assert keys == list(range(0, info.num_frames, 8 if codec == "copy" else 16))
+    assert keys == list(range(0, info.num_frames, 8 if codec == "copy" else DEFAULT_KEYFRAME_INTERVAL))
     assert len(info.fragment_offsets) == len(keys) >= 2
     assert all(data[o + 4:o + 8] == b"moof" for o in info.fragment_offsets)
     full = _frames(data)

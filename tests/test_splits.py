@@ -17,11 +17,12 @@ import pytest
 
 from shards import splits
 from shards.manifest import classes_table, manifest_schema, rows_to_table, write_table
-from shards.protocols.names import normalise, novel_classes, parse_label_list
+from shards.protocols.names import normalise, novel_classes, parse_label_list, readable_name
 from shards.storage import Store
 
 REPO = Path(__file__).resolve().parents[1]
-LABELS = REPO.parent / "shared" / "data" / "labels"   # real class lists; absent on users' machines
+# real class lists: ../shared next to the checkout (or FROSTLINE_SHARED); absent on users' machines
+LABELS = Path(os.environ.get("FROSTLINE_SHARED") or REPO.parent / "shared") / "data" / "labels"
 
 UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "BabyCrawling", "HandstandPushups", "Typing", "YoYo", "Punch"]
 
@@ -105,7 +106,8 @@ def test_base2novel_generated_ucf(ucf, tmp_path):
     assert [c["label"] for c in base] == list(range(len(base)))
     assert {c["class_name"] for c in base}.isdisjoint({c["class_name"] for c in novel})
     assert {c["class_name"] for c in base} | {c["class_name"] for c in novel} == set(UCF_CLASSES)
-    assert all(c["prompt"] == c["class_name"] for c in base + novel)
+    assert all(c["prompt"] == readable_name(c["class_name"]) for c in base + novel)   # no descriptions given
+    assert {"Apply Eye Makeup", "Yoyo"} <= {c["prompt"] for c in base + novel}
     # each half keeps the dataset's label order
     assert [c["source_label"] for c in base] == sorted(c["source_label"] for c in base)
 
@@ -305,16 +307,28 @@ def test_real_k600_vs_k400_class_lists(capsys):
 @pytest.mark.filterwarnings("ignore::shards.protocols.names.SplitWarning")
 def test_class_names_prompts(ucf, tmp_path):
     prompts = {"0": "Apply Eye Makeup: a person applies makeup around the eyes.",
-               "handstand pushups": "Handstand Pushups: push-ups upside down."}
+               "handstand pushups": "Handstand Pushups: push-ups upside down.",
+               "4": "a person typing on a keyboard"}   # numeric key, no "Name:" part: the dataset's label id
     plan = splits.base2novel(ucf, shots=2, class_names=json.dumps(prompts), class_names_path="p.json")
     classes = {c.class_name: c.prompt for f in plan.files for c in f.classes}
     assert classes["ApplyEyeMakeup"] == prompts["0"]
     assert classes["HandstandPushups"] == prompts["handstand pushups"]
-    assert classes["Typing"] == "Typing"
-    with pytest.raises(splits.SplitError, match=r"p.json: unknown class\(es\): 'Juggling', '99'"):
+    assert classes["Typing"] == prompts["4"]
+    assert classes["BabyCrawling"] == "Baby Crawling"          # no entry: the readable name
+    assert any("3 of 7 classes got a description from p.json" in n for n in plan.notes)
+    assert any("no description for 4 class(es)" in w and "'BabyCrawling'" in w for w in plan.warnings)
+    with pytest.raises(splits.SplitError, match=r"p.json: 2 entries name no class of the dataset: 'Juggling', '99'"):
         splits.base2novel(ucf, class_names=json.dumps({"Juggling": "x", "99": "y"}), class_names_path="p.json")
-    with pytest.raises(splits.SplitError, match="key '1' is class 'Archery' but its text starts with 'Typing'"):
-        splits.base2novel(ucf, class_names=json.dumps({"1": "Typing: a person types."}), class_names_path="p.json")
+    # FROSTER's layout: the key is an index in the file's own order, the Name decides the class
+    plan = splits.base2novel(ucf, shots=2, class_names=json.dumps({"1": "Typing: a person types."}),
+                             class_names_path="p.json")
+    classes = {c.class_name: c.prompt for f in plan.files for c in f.classes}
+    assert classes["Typing"] == "Typing: a person types." and classes["Archery"] == "Archery"
+    with pytest.raises(splits.SplitError, match="entry names no class of the dataset: 'Juggling'"):
+        splits.base2novel(ucf, class_names=json.dumps({"0": "Juggling: balls."}), class_names_path="p.json")
+    with pytest.raises(splits.SplitError, match="entries '0' and '1' both describe class 'Typing'"):
+        splits.base2novel(ucf, class_names=json.dumps({"0": "Typing: a.", "1": "Typing: b."}),
+                          class_names_path="p.json")
     with pytest.raises(splits.SplitError, match="not valid JSON"):
         splits.base2novel(ucf, class_names="{", class_names_path="p.json")
 

@@ -139,7 +139,7 @@ def test_cli_errors_are_clear(stores, tmp_path):
     bad.write_text(json.dumps({"Juggling": "a person juggles"}))
     res = run_tool("--protocol", "base2novel", "--dataset", "ucf101", "--manifest", stores["ucf101"],
                    "--out", str(tmp_path), "--class-names", str(bad))
-    assert res.returncode == 2 and "unknown class(es): 'Juggling'" in res.stderr
+    assert res.returncode == 2 and "entry names no class of the dataset: 'Juggling'" in res.stderr
 
 
 @pytest.mark.skipif(not hasattr(synthetic, "make_kinetics"), reason="shard store has no Kinetics generator yet")

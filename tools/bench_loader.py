@@ -52,11 +52,22 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cycle(make):
-    """Batches from successive epochs, so short splits can still be timed for many batches."""
+class EmptyEpoch(ValueError):
+    pass
+
+
+def cycle(make, name: str):
+    """Batches from successive epochs, so short splits can still be timed for many batches. An epoch without a
+    batch (a training split smaller than one batch, with drop_last) ends it with EmptyEpoch instead of looping
+    forever."""
     epoch = 0
     while True:
-        yield from make(epoch)
+        n = 0
+        for batch in make(epoch):
+            n += 1
+            yield batch
+        if n == 0:
+            raise EmptyEpoch(f"{name}: an epoch yields no batch (the split is smaller than one batch)")
         epoch += 1
 
 
@@ -95,9 +106,13 @@ def main() -> None:
 
     loader = build_loader(split, cfg)
     results = [("dali pipeline", args.device, args.workers,
-                *timed(cycle(pipeline_epochs), args.batches, args.warmup, time.process_time))]
+                *timed(cycle(pipeline_epochs, "dali pipeline"), args.batches, args.warmup, time.process_time))]
     loader.close()
-    if not args.skip_baseline:
+    skipped = None
+    if not args.skip_baseline and len(loader.table) < args.batch_size and not args.test:
+        skipped = (f"pyav dataloader: skipped, the split has {len(loader.table)} samples, fewer than one training "
+                   f"batch of {args.batch_size} (it drops the last partial batch)")
+    elif not args.skip_baseline:
         base_cfg = LoaderConfig(**{**cfg.__dict__, "device": "cpu"})
         baseline = build_baseline(split, base_cfg, args.workers)   # persistent workers, reused every epoch
         iters = []
@@ -110,8 +125,12 @@ def main() -> None:
             workers = getattr(iters[-1], "_workers", []) if iters else []
             return time.process_time() + sum(proc_cpu(w.pid) for w in workers)
 
-        results.append(("pyav dataloader", "cpu", args.workers,
-                        *timed(cycle(baseline_epochs), args.batches, args.warmup, baseline_cpu)))
+        try:
+            results.append(("pyav dataloader", "cpu", args.workers,
+                            *timed(cycle(baseline_epochs, "pyav dataloader"), args.batches, args.warmup,
+                                   baseline_cpu)))
+        except EmptyEpoch as e:
+            skipped = str(e)
 
     T = args.num_frames
     print(f"split: {split}   clip: {T}x{args.crop_size}x{args.crop_size} ({args.sampling}, stride {args.frame_stride})"
@@ -122,6 +141,9 @@ def main() -> None:
     for name, dev, w, clips, secs, cpu_s in results:
         print(f"{name:<16} {dev:<6} {w:>7} {clips:>6} {secs:>8.2f} {clips / secs:>8.2f} {clips * T / secs:>9.1f}"
               f" {cpu_s / clips:>10.3f}")
+    if skipped:
+        print(skipped)
+        print("ratio: n/a")
     if len(results) == 2:
         (_, _, _, c0, s0, u0), (_, _, _, c1, s1, u1) = results
         print(f"cpu ratio: {(u1 / c1) / (u0 / c0):.2f}   (baseline CPU seconds per clip / pipeline's)")

@@ -26,13 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-# OpenMP threads that spin while they wait steal the cores from the DALI and decoder threads on a busy
-# machine (measured: 5x slower CPU training on 2 shared cores); sleeping costs nothing on a GPU run.
-# It must be set before torch starts its thread pool, so here, before `import torch`.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from model import omp  # noqa: F401,E402  (first: OpenMP threads must sleep while they wait; before torch)
+from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
 
 DEMO_CONFIG = REPO / "model" / "configs" / "demo.yaml"
 METHODS = (("zero-shot", "zero_shot", None), ("fine-tuned (λ=0)", "finetune", ["model.distill_weight=0"]),
@@ -51,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=3, help="clips per group")
     ap.add_argument("--shots", type=int, default=8, help="training videos per base class")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="conversion processes")
+    add_logging_flags(ap)
     ap.add_argument("overrides", nargs="*", help="training config overrides, e.g. train.epochs=3")
     a = ap.parse_args(argv)
+    setup_logging(a.quiet, a.verbose)
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -85,4 +85,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

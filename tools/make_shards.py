@@ -12,13 +12,57 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shards.convert import DEFAULT_KEYFRAME_INTERVAL, convert_dataset, merge  # noqa: E402
-from shards.records import LayoutError  # noqa: E402
+from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
+from shards.convert import (DEFAULT_KEYFRAME_INTERVAL, SettingError, convert_dataset, merge,  # noqa: E402
+                            parse_part, parse_size)
+from shards.orphans import owned_tempdir, sweep_tempdirs  # noqa: E402
 from shards.sources import DATASETS  # noqa: E402
+
+DEMO_PREFIX = "frostline-make-shards-"
+
+
+def _checked(parse, what: str):
+    """An argparse type from one of convert's parsers: its message becomes argparse's (exit status 2)."""
+    def convert(text):
+        try:
+            return parse(text)
+        except SettingError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = what
+    return convert
+
+
+def _at_least(low, kind=int):
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        return value
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _size(text):
+    value = parse_size(text)
+    if value <= 0:
+        raise SettingError(f"the shard size must be positive, got {text!r}")
+    return text
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,56 +70,58 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset", choices=DATASETS, help="dataset layout of --root")
     p.add_argument("--root", help="the dataset as distributed (a local folder)")
     p.add_argument("--out", help="output folder or s3://bucket/prefix (AWS_* variables, incl. AWS_ENDPOINT_URL)")
-    p.add_argument("--workers", type=int, default=None, help="parallel videos (default: all cores)")
+    p.add_argument("--workers", type=_at_least(1), default=None, help="parallel videos (default: all cores)")
     p.add_argument("--codec", choices=("vp9", "h264", "copy"), default="vp9",
                    help="stored stream: vp9 (DALI CPU+GPU), h264 (DALI GPU only), copy (keep it when decodable)")
-    p.add_argument("--short-side", type=int, default=256, help="short side in pixels (never upscaled)")
-    p.add_argument("--fps", type=float, default=30, help="constant output frame rate")
-    p.add_argument("--keyframe-interval", type=int, default=DEFAULT_KEYFRAME_INTERVAL,
+    p.add_argument("--short-side", type=_at_least(2), default=256, help="short side in pixels (never upscaled)")
+    p.add_argument("--fps", type=_positive_float, default=30, help="constant output frame rate")
+    p.add_argument("--keyframe-interval", type=_at_least(1), default=DEFAULT_KEYFRAME_INTERVAL,
                    help="frames between keyframes (random-access decode speed vs size)")
-    p.add_argument("--shard-size", default="512MB", help="target tar size, e.g. 512MB, 1GB")
+    p.add_argument("--shard-size", type=_checked(_size, "size"), default="512MB",
+                   help="target tar size, e.g. 512MB, 1GB")
     p.add_argument("--splits", default=None, help="comma-separated splits to convert (default: all)")
-    p.add_argument("--limit", type=int, default=None, help="at most N videos per split (after the seeded shuffle)")
-    p.add_argument("--part", default=None, help="I/N: convert the I-th of N deterministic parts")
+    p.add_argument("--limit", type=_at_least(1), default=None,
+                   help="at most N videos per split (after the seeded shuffle)")
+    p.add_argument("--part", type=_checked(lambda t: (parse_part(t), t)[1], "part"), default=None,
+                   help="I/N: convert the I-th of N deterministic parts")
     p.add_argument("--seed", type=int, default=0, help="order of samples within a split's shards")
     p.add_argument("--merge", action="store_true", help="only combine the manifests of finished --part runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    add_logging_flags(p)
+    args = p.parse_args(argv)
+    if args.merge and not args.out:
+        p.error("--merge needs --out")
+    if (args.dataset is None) != (args.root is None):
+        p.error("give --dataset, --root and --out (or none of --dataset/--root for the built-in default)")
+    if args.dataset and not args.out:
+        p.error("give --dataset, --root and --out (or none of --dataset/--root for the built-in default)")
+    return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     if args.merge:
-        if not args.out:
-            sys.exit("--merge needs --out")
-        try:
-            manifest, rejects = merge(args.out)
-        except (RuntimeError, FileNotFoundError) as e:
-            print(f"make_shards: error: {e}", file=sys.stderr)
-            return 2
+        manifest, rejects = merge(args.out)
         print(f"merged {args.out}: {manifest.num_rows} samples, {rejects.num_rows} rejects")
         return 0
     scratch = None
     if args.dataset is None and args.root is None:
         from shards.synthetic import make_ucf101
 
-        scratch = tempfile.TemporaryDirectory(prefix="frostline-")
+        sweep_tempdirs(DEMO_PREFIX)     # the generated datasets of killed runs
+        scratch = owned_tempdir(DEMO_PREFIX)
         args.dataset, args.root = "ucf101", os.path.join(scratch.name, "ucf101")
         args.out = args.out or "demo_out/shards"
         syn = make_ucf101(args.root, num_classes=8, groups=8, clips=2, learnable=True, quirks=False,
                           width=96, height=72, num_frames=48)
         print(f"generated a {syn.total}-video UCF101-layout dataset (8 learnable classes)")
-    if not (args.dataset and args.root and args.out):
-        sys.exit("give --dataset, --root and --out (or none of --dataset/--root for the built-in default)")
     try:
         summary = convert_dataset(
             args.dataset, args.root, args.out, workers=args.workers, codec=args.codec,
             short_side=args.short_side, fps=args.fps, shard_size=args.shard_size, splits=args.splits,
-            limit=args.limit, part=args.part, seed=args.seed, progress=not args.no_progress,
+            limit=args.limit, part=args.part, seed=args.seed, progress=not args.no_progress and not args.quiet,
             keyframe_interval=args.keyframe_interval)
-    except (LayoutError, ValueError, RuntimeError, FileNotFoundError) as e:
-        print(f"make_shards: error: {e}", file=sys.stderr)
-        return 2
     finally:
         if scratch is not None:
             scratch.cleanup()
@@ -84,4 +130,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, prog="make_shards"))

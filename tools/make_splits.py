@@ -21,6 +21,7 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards import splits  # noqa: E402
+from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,11 +39,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--classes-per-set", type=int, default=160, help="cross K600: classes per evaluation set")
     p.add_argument("--from-split-files", metavar="DIR", help="import published split files found under DIR")
     p.add_argument("--split-format", default="auto", choices=["auto", "vificlip", "froster"],
-                   help="which published files to import from DIR (auto: ViFi-CLIP's when present, else FROSTER's)")
-    p.add_argument("--class-names", metavar="FILE", help="JSON {class id or name: prompt text} for the classes files")
+                   help="which published files to import from DIR (auto: ViFi-CLIP's when present, else FROSTER's); "
+                        "froster also takes the class descriptions from FROSTER's rephrased files under DIR")
+    p.add_argument("--class-names", metavar="FILE",
+                   help="JSON class descriptions: FROSTER's rephrased files as published "
+                   "({index: 'Name: description'}, matched by Name) or {class name or id: text}")
     p.add_argument("--train-class-names", metavar="FILE", help="cross: the same for K400's training classes")
     p.add_argument("--novel-classes", metavar="FILE",
                    help="cross K600: the novel class names, one per line (or an id,name CSV), instead of matching")
+    add_logging_flags(p)
     args = p.parse_args(argv)
     if args.protocol == "base2novel":
         if args.dataset not in splits.B2N_DATASETS:
@@ -66,6 +71,7 @@ def read(path: str | None) -> str | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     t0 = time.time()
     warnings.simplefilter("ignore", splits.SplitWarning)   # printed below from plan.warnings, once each
     try:
@@ -78,7 +84,8 @@ def main(argv=None) -> int:
             k400 = splits.Manifest.load(args.train_manifest, "k400")
             m = splits.Manifest.load(args.eval_manifest, args.dataset)
             plans = [splits.cross_train(k400, class_names=read(args.train_class_names),
-                                        class_names_path=args.train_class_names),
+                                        class_names_path=args.train_class_names,
+                                        split_files=args.from_split_files, split_format=args.split_format),
                      splits.cross(k400, m, seed=args.seed, num_eval_sets=args.num_eval_sets,
                                   classes_per_set=args.classes_per_set,
                                   novel_classes_text=read(args.novel_classes), novel_classes_path=args.novel_classes,
@@ -88,7 +95,7 @@ def main(argv=None) -> int:
         for plan in plans:
             rows += splits.write_plan(plan, args.out)
     except (splits.SplitError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"make_splits: error: {e}", file=sys.stderr)
         return 2
     for plan in plans:
         for note in plan.notes:
@@ -101,4 +108,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, prog="make_splits"))   # other expected failures (permissions, S3): one line, status 2

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
 from pipeline.loader import LoaderConfig, build_loader  # noqa: E402
 from pipeline.sampling import CLIP_MEAN, CLIP_STD  # noqa: E402
 
@@ -40,7 +41,7 @@ def grid(images: np.ndarray, captions: list[str]) -> Image.Image:
     return canvas
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", required=True, help="split Parquet file or shard store")
     ap.add_argument("--out", default="batch.png")
@@ -52,7 +53,9 @@ def main() -> None:
     ap.add_argument("--sampling", choices=["dense", "segment"], default="dense")
     ap.add_argument("--crop-size", type=int, default=224)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    add_logging_flags(ap)
+    args = ap.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
 
     cfg = LoaderConfig(device=args.device, batch_size=args.batch_size, num_frames=args.num_frames,
                        frame_stride=args.frame_stride, sampling=args.sampling, crop_size=args.crop_size,
@@ -74,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main, prog="show_batch"))

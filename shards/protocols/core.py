@@ -1,6 +1,7 @@
 """The data model of the protocol splits: a manifest view, split files and plans, the seeded ranking."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import warnings
@@ -10,7 +11,7 @@ import pyarrow as pa
 
 from ..manifest import CLASSES, MANIFEST, read_table
 from ..storage import Store, is_remote
-from .names import ClassEntry, SplitError, SplitWarning, load_prompts, normalise
+from .names import ClassEntry, Descriptions, SplitError, SplitWarning, load_prompts, normalise, readable_name
 
 B2N_DATASETS = ("k400", "hmdb51", "ucf101", "ssv2")
 CROSS_DATASETS = ("ucf101", "hmdb51", "k600")
@@ -185,8 +186,9 @@ class SplitPlan:
 
 
 def entries_of(classes: list[tuple[int, str]], prompts: dict[int, str]) -> list[ClassEntry]:
-    """Classes in the given order, relabelled 0..n-1; `classes` holds (source label, name)."""
-    return [ClassEntry(i, name, prompts.get(src, name), src) for i, (src, name) in enumerate(classes)]
+    """Classes in the given order, relabelled 0..n-1; `classes` holds (source label, name). The prompt is the
+    class's description when `prompts` has one, else its readable name (`readable_name`)."""
+    return [ClassEntry(i, name, prompts.get(src, readable_name(name)), src) for i, (src, name) in enumerate(classes)]
 
 
 def by_class(m: Manifest, rows: list[int], entries: list[ClassEntry]) -> tuple[list[int], list[int]]:
@@ -210,8 +212,40 @@ def few_shot(m: Manifest, pool: list[int], entries: list[ClassEntry], shots: int
     return rows, labels
 
 
-def prompts_for(m: Manifest, text: str | None, where: str | None) -> dict[int, str]:
-    return load_prompts(text, where, m.classes) if text is not None else {}
+def prompts_for(m: Manifest, text: str | None, where: str | None) -> Descriptions:
+    return load_prompts(text, where, m.classes) if text is not None else Descriptions({}, None)
+
+
+def with_descriptions(plan: SplitPlan, descriptions: Descriptions, classes_names: list[str] | None = None) -> None:
+    """Give the classes of the plan's classes files (all, or those named) their descriptions, then report."""
+    for f in plan.files:
+        if classes_names is None or f.classes_name in classes_names:
+            f.classes = [dataclasses.replace(c, prompt=descriptions[c.source_label])
+                         if c.source_label in descriptions else c for c in f.classes]
+    report_descriptions(plan, descriptions, classes_names)
+
+
+def report_descriptions(plan: SplitPlan, descriptions: Descriptions, classes_names: list[str] | None = None) -> None:
+    """The summary line "N of M classes got a description from FILE", a warning naming every class of the plan
+    without one, and a note for each entry matched only loosely (another spelling of the class)."""
+    if descriptions.where is None:
+        return
+    seen: dict[tuple[str, int], ClassEntry] = {}
+    for f in plan.files:
+        if classes_names is None or f.classes_name in classes_names:
+            for c in f.classes:
+                seen.setdefault((f.classes_name, c.label), c)
+    names = sorted({c.class_name for c in seen.values()})
+    missing = sorted({c.class_name for c in seen.values() if c.source_label not in descriptions})
+    where = ", ".join(sorted({k[0] for k in seen}))
+    plan.notes.append(f"{plan.folder}: {len(names) - len(missing)} of {len(names)} classes got a description from "
+                      f"{descriptions.where} ({where})")
+    for shown, name in descriptions.loose_matches:
+        plan.notes.append(f"{descriptions.where}: entry {shown!r} matched class {name!r} (another spelling)")
+    if missing:
+        plan.warn(f"{descriptions.where}: no description for {len(missing)} class(es) of {plan.folder}, which keep "
+                  f"their readable name: " + ", ".join(repr(n) for n in missing[:20])
+                  + (f" (+{len(missing) - 20} more)" if len(missing) > 20 else ""))
 
 
 def check_disjoint(plan: SplitPlan, train: list[SplitFile], evals: list[SplitFile]) -> None:

@@ -92,12 +92,62 @@ def novel_classes(k600: list[tuple[int, str]], k400: list[tuple[int, str]]) -> l
     return [(lbl, n) for lbl, n in k600 if normalise(n) not in seen]
 
 
-def load_prompts(text: str, where: str, classes: list[tuple[int, str]]) -> dict[int, str]:
-    """Read a `--class-names` JSON mapping {class id or class name: prompt text} into {source label: text}.
+# Published spellings that name a dataset class another way than its own label list (FROSTER's K400 files write
+# "Barbecuing" for K400's "barbequing"); compared after `loose`.
+ALIASES = {"barbecuing": "barbequing"}
+# Dataset folder names whose readable form is not the CamelCase split (UCF101's classInd "YoYo" is "Yoyo").
+READABLE_EXCEPTIONS = {"YoYo": "Yoyo"}
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
-    Numeric keys are the dataset's label ids (classes.parquet); other keys are class names, compared normalised.
-    An unknown key is an error naming it. A FROSTER-style text "Name: description" whose Name is another class
-    of this dataset is an error too: it means the ids were written for a different label order.
+
+def readable_name(name: str) -> str:
+    """A class name as words, the way the published label lists spell it: UCF101's CamelCase folder names split
+    ("ApplyEyeMakeup" -> "Apply Eye Makeup"), HMDB51's underscores as spaces ("brush_hair" -> "brush hair"),
+    SSv2's template brackets dropped ("Putting [something] on a surface" -> "Putting something on a surface").
+    Names that already have spaces keep their spelling and case (K400's "passing American football (in game)")."""
+    if name in READABLE_EXCEPTIONS:
+        return READABLE_EXCEPTIONS[name]
+    text = name.replace("[", "").replace("]", "").replace("_", " ")
+    if not re.search(r"\s", text.strip()):
+        text = _CAMEL.sub(" ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def loose(name: str) -> str:
+    """`normalise` without the articles a/an/the, and with the known alias spellings: the second chance a published
+    class name gets ("Driving a car" = "driving car", "Putting a number of something onto something")."""
+    words = [w for w in re.split(r"[^0-9a-z]+", name.lower()) if w and w not in ("a", "an", "the")]
+    key = "".join(words)
+    return ALIASES.get(key, key)
+
+
+class Descriptions(dict):
+    """{dataset label: class text} read from a `--class-names` file, plus where it came from and which entries
+    matched only loosely (`loose`)."""
+
+    def __init__(self, texts: dict[int, str], where: str | None, loose_matches: list[tuple[str, str]] = ()):
+        super().__init__(texts)
+        self.where = where
+        self.loose_matches = list(loose_matches)
+
+
+def split_entry(text: str) -> tuple[str, str] | None:
+    """FROSTER's entry "Name: description" -> (Name, whole entry); None when the text has no ':'."""
+    if ":" not in text:
+        return None
+    return text.split(":", 1)[0].strip(), text
+
+
+def load_prompts(text: str, where: str, classes: list[tuple[int, str]]) -> Descriptions:
+    """Read a `--class-names` JSON object into {dataset label: text}.
+
+    Two layouts, told apart entry by entry:
+    - FROSTER's rephrased files, unchanged: keys are indices in *that file's own* class order, values
+      "Name: description". Such an entry is matched to a class by its Name (normalised, then `loose`), never by its
+      key; a Name that is no class of the dataset is an error naming it.
+    - frostline's {class name or dataset label id: text}: a key that is a class name wins; a numeric key with a text
+      that has no "Name:" part is the dataset's label id.
+    Two entries for one class is an error. The text is kept whole (the prompts compose it, see model/prompts.py).
     """
     try:
         data = json.loads(text)
@@ -107,22 +157,43 @@ def load_prompts(text: str, where: str, classes: list[tuple[int, str]]) -> dict[
         raise SplitError(f"{where}: expected a JSON object {{class: text}}, got {type(data).__name__}")
     by_label = dict(classes)
     by_norm = {normalise(n): lbl for lbl, n in classes}
+    by_loose: dict[str, int | None] = {}
+    for lbl, n in classes:
+        by_loose[loose(n)] = None if loose(n) in by_loose else lbl   # None: two classes share it, never matched
+
+    def find(name: str) -> tuple[int | None, bool]:
+        lbl = by_norm.get(normalise(name))
+        if lbl is not None:
+            return lbl, False
+        return by_loose.get(loose(name)), True
+
     out: dict[int, str] = {}
-    unknown = []
+    source: dict[int, str] = {}
+    unknown, loose_matches = [], []
     for key, text_ in data.items():
         if not isinstance(text_, str) or not text_.strip():
             raise SplitError(f"{where}: class {key!r}: the prompt must be a non-empty string")
-        key_s = str(key).strip()
-        lbl = int(key_s) if key_s.lstrip("-").isdigit() else by_norm.get(normalise(key_s))
-        if lbl is None or lbl not in by_label:
-            unknown.append(key_s)
+        key_s, text_ = str(key).strip(), text_.strip()
+        numeric = key_s.lstrip("-").isdigit()
+        entry = split_entry(text_)
+        if not numeric:
+            lbl, fuzzy = find(key_s)
+            shown = key_s
+        elif entry is not None:
+            lbl, fuzzy = find(entry[0])
+            shown = entry[0]
+        else:
+            lbl, fuzzy, shown = (int(key_s) if int(key_s) in by_label else None), False, key_s
+        if lbl is None:
+            unknown.append(shown)
             continue
-        head = text_.split(":", 1)[0] if ":" in text_ else None
-        if head is not None and normalise(head) in by_norm and by_norm[normalise(head)] != lbl:
-            raise SplitError(f"{where}: key {key_s!r} is class {by_label[lbl]!r} but its text starts with "
-                             f"{head.strip()!r}, another class: were the ids written for another label order?")
-        out[lbl] = text_.strip()
+        if fuzzy:
+            loose_matches.append((shown, by_label[lbl]))
+        if lbl in out:
+            raise SplitError(f"{where}: entries {source[lbl]!r} and {key_s!r} both describe class {by_label[lbl]!r}")
+        out[lbl], source[lbl] = text_, key_s
     if unknown:
-        raise SplitError(f"{where}: unknown class(es): " + ", ".join(repr(u) for u in unknown[:10])
+        raise SplitError(f"{where}: {len(unknown)} entr{'y names' if len(unknown) == 1 else 'ies name'} no class of "
+                         f"the dataset: " + ", ".join(repr(u) for u in unknown[:10])
                          + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else ""))
-    return out
+    return Descriptions(out, where, loose_matches)

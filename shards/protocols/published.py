@@ -19,14 +19,15 @@ import os
 import re
 from collections import defaultdict
 
-from .core import Manifest, SplitFile, SplitPlan, by_class, check_disjoint, entries_of
-from .names import ClassEntry, SplitError, normalise, parse_label_list
+from .core import Manifest, SplitFile, SplitPlan, by_class, check_disjoint, entries_of, with_descriptions
+from .names import ClassEntry, SplitError, load_prompts, normalise, parse_label_list, readable_name
 
 VIFI_B2N = {"k400": ("k400_splits", "kinetics_400"), "hmdb51": ("hmdb_splits", "hmdb_51"),
             "ucf101": ("ucf_splits", "ucf_101"), "ssv2": ("ssv2_splits", "ssv2_174")}
 VIFI_ZS = {"ucf101": ("ucf_splits", "ucf_101"), "hmdb51": ("hmdb_splits", "hmdb_51")}
 FROSTER_B2N = {"k400": "B2N_k400", "hmdb51": "B2N_hmdb", "ucf101": "B2N_ucf101", "ssv2": "B2N_ssv2"}
 FROSTER_ZS = {"ucf101": "ucf101", "hmdb51": "hmdb"}
+FROSTER_REPHRASED = {"ucf101": "ucf101", "hmdb51": "hmdb", "k400": "k400", "k600": "k600"}
 KINETICS_FILE = re.compile(r"^(?P<yid>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
 FORMATS = ("auto", "vificlip", "froster")
 EXAMPLES = 5
@@ -43,7 +44,8 @@ class Tree:
         for folder, dirs, names in os.walk(self.root):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             rel = os.path.relpath(folder, self.root).replace(os.sep, "/")
-            self.files += [n if rel == "." else f"{rel}/{n}" for n in sorted(names) if n.endswith((".txt", ".csv"))]
+            self.files += [n if rel == "." else f"{rel}/{n}" for n in sorted(names)
+                           if n.endswith((".txt", ".csv", ".json"))]
 
     def find(self, *tails: str) -> str | None:
         """The path of the one file ending with the first tail found; an error if a tail is ambiguous."""
@@ -125,11 +127,27 @@ def published_classes(plan: SplitPlan, m: Manifest, labels: list[tuple[int, str]
         src = by_norm.get(normalise(name), -1)
         if src < 0:
             unknown.append(name)
-        entries.append(ClassEntry(lbl, name, prompts.get(src, name), src))
+        entries.append(ClassEntry(lbl, name, prompts.get(src, readable_name(name)), src))
     if unknown:
         plan.warn(f"{where}: {len(unknown)} class(es) match no class of the {m.dataset} manifest, so their rows "
                   f"are not checked against the manifest's labels: {unknown[:10]}")
     return entries
+
+
+def froster_descriptions(plan: SplitPlan, m: Manifest, tree: "Tree", tails: list[str],
+                         classes_names: list[str] | None = None) -> None:
+    """FROSTER's rephrased class file for these classes files (the first of `tails` found under the tree), read as
+    published (`load_prompts`); a note when there is none."""
+    path = tree.find(*tails)
+    if path is None:
+        plan.notes.append(f"{plan.folder}: no {tails[0]} under {tree.root}; the prompts are the readable class names")
+        return
+    with_descriptions(plan, load_prompts(read_text(path), path, m.classes), classes_names)
+
+
+def find_rephrased(root: str, dataset: str) -> str | None:
+    """FROSTER's label_rephrase/<dataset>_rephrased_classes.json under `root` (cross-dataset K400 training)."""
+    return Tree(root).find(f"label_rephrase/{FROSTER_REPHRASED[dataset]}_rephrased_classes.json")
 
 
 def import_list(plan: SplitPlan, m: Manifest, matcher: Matcher, path: str, name: str, classes_name: str,
@@ -221,6 +239,9 @@ def import_base2novel(plan: SplitPlan, m: Manifest, root: str, fmt: str, prompts
     plan.files.append(import_list(plan, m, matcher, eval_base, "eval_base", "classes_base", base))
     plan.files.append(import_list(plan, m, matcher, eval_novel, "eval_novel", "classes_novel", novel))
     check_disjoint(plan, plan.files[:num_train_sets], plan.files[num_train_sets:])
+    if fmt == "froster" and prompts.where is None:
+        for half, name in (("train", "classes_base"), ("test", "classes_novel")):
+            froster_descriptions(plan, m, tree, [f"{fdir}/{half}_rephrased.json"], [name])
 
 
 def import_cross(plan: SplitPlan, m: Manifest, k400: Manifest, root: str, fmt: str, prompts: dict[int, str],
@@ -235,6 +256,9 @@ def import_cross(plan: SplitPlan, m: Manifest, k400: Manifest, root: str, fmt: s
             classes = published_classes(plan, m, parse_label_list(read_text(labels_csv), labels_csv), labels_csv,
                                         prompts)
             plan.files.append(import_list(plan, m, matcher, lst, f"eval_{n}", f"classes_{n}", classes))
+            if fmt == "froster" and prompts.where is None:
+                froster_descriptions(plan, m, tree, [f"label_rephrase/k600_split{n}_rephrased_classes.json",
+                                                     "label_rephrase/k600_rephrased_classes.json"], [f"classes_{n}"])
         plan.meta["source"] = fmt
         return
     vdir, vlabels = VIFI_ZS[ds]
@@ -259,3 +283,5 @@ def import_cross(plan: SplitPlan, m: Manifest, k400: Manifest, root: str, fmt: s
         pool = m.where(lambda i: True) if ds == "ucf101" else m.official(1, "train", "test")
         rows, labels = by_class(m, pool, [c for c in classes if c.source_label >= 0])
         plan.files.append(SplitFile("eval_full", "classes_full", classes, m, rows, labels))
+    if fmt == "froster" and prompts.where is None:
+        froster_descriptions(plan, m, tree, [f"label_rephrase/{FROSTER_REPHRASED[ds]}_rephrased_classes.json"])

@@ -22,7 +22,7 @@ class DatasetIndex:
 def load(dataset: str, root: str, splits: list[str] | None = None) -> DatasetIndex:
     """Read `root` in the layout of `dataset`, keep the requested splits, reject duplicate keys."""
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+        raise LayoutError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     if not os.path.isdir(root):
         raise LayoutError(f"--root {root} is not a folder")
     root = os.path.abspath(root)
@@ -41,7 +41,7 @@ def load(dataset: str, root: str, splits: list[str] | None = None) -> DatasetInd
     if splits:
         unknown = [s for s in splits if s not in index.splits]
         if unknown:
-            raise ValueError(f"{dataset} has splits {index.splits}; unknown: {unknown}")
+            raise LayoutError(f"{dataset} has splits {index.splits}; unknown: {unknown}")
         index.splits = [s for s in index.splits if s in splits]
         index.records = [r for r in index.records if r.split in index.splits]
     mark_duplicates(index.records)

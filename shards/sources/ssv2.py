@@ -28,6 +28,7 @@ def find_label_file(root: str, stem: str) -> str | None:
 
 
 def class_of(template: str) -> str:
+    """`Putting [something] on [something]` -> `Putting something on something` (labels.json's name)."""
     return template.replace("[", "").replace("]", "")
 
 

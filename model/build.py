@@ -1,0 +1,84 @@
+"""A Froster from a config: which CLIP, with which activation, checked against the data's crop size."""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+from model.config import Config, ConfigError
+from model.froster import Froster
+
+log = logging.getLogger(__name__)
+
+
+def pretrained(cfg: Config) -> str | None:
+    """The configured weights: model.pretrained, or its deprecated alias model.checkpoint when that is set."""
+    if cfg.model.checkpoint is not None:
+        log.warning("model.checkpoint is deprecated: name the file in model.pretrained (same meaning)")
+        return cfg.model.checkpoint
+    return cfg.model.pretrained
+
+
+def quick_gelu(cfg: Config) -> bool | None:
+    """OpenAI's CLIP weights use QuickGELU (the 'openai' tag, a '-quickgelu' name); for a weights file None lets
+    the file decide (OpenAI, FROSTER, Open-VCLIP and ViFi-CLIP files are QuickGELU; see model.weights)."""
+    if cfg.model.pretrained == "openai" or "quickgelu" in cfg.model.clip.lower():
+        return True
+    return None
+
+
+def check_crop(model: Froster, cfg: Config) -> None:
+    """The ViT's positional embedding fixes the input size: fail early, naming both settings."""
+    size = model.student.clip.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    if cfg.data.crop_size != size:
+        raise ConfigError(f"data.crop_size={cfg.data.crop_size} but {cfg.model.clip} takes {size}x{size} images; "
+                          f"set data.crop_size={size}")
+
+
+@contextmanager
+def _quiet_open_clip():
+    """open_clip logs each routine step of building a model at INFO on the root logger: shown with --verbose."""
+    root = logging.getLogger()
+    level = root.level
+    if level == logging.INFO:
+        root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def build_model(cfg: Config) -> Froster:
+    """The training model: student and frozen teacher from the configured CLIP, plus the projectors."""
+    m = cfg.model
+    with _quiet_open_clip():
+        model = Froster.build(m.clip, pretrained(cfg), alpha=m.alpha, distill_weight=m.distill_weight,
+                              temporal=m.temporal, boundary=m.boundary, quick_gelu=quick_gelu(cfg),
+                              prompt_style=m.prompts)
+    _report(model)
+    check_crop(model, cfg)
+    return model
+
+
+def build_eval_model(cfg: Config, weights: Path | None) -> Froster:
+    """zero-shot (weights None): the original CLIP as the frozen teacher; else the student CLIP from `weights`."""
+    m = cfg.model
+    with _quiet_open_clip():
+        if weights is None:
+            model = Froster.build(m.clip, pretrained(cfg), temporal=m.temporal, boundary=m.boundary,
+                                  quick_gelu=quick_gelu(cfg), teacher=True, prompt_style=m.prompts,
+                                  zero_shot_templates=cfg.eval.zero_shot_templates)
+        else:
+            model = Froster.build(m.clip, None, weights, temporal=m.temporal, boundary=m.boundary,
+                                  quick_gelu=quick_gelu(cfg), teacher=False, prompt_style=m.prompts)
+    _report(model)
+    check_crop(model, cfg)
+    return model
+
+
+def _report(model: Froster) -> None:
+    """Say once, at start-up, what the weights were and what they set (format, QuickGELU, boundary)."""
+    s = model.student
+    log.info("%s; temporal %s%s", model.clip_info.describe(), s.temporal,
+             f", boundary {s.boundary}" if s.temporal == "neighbour" else "")

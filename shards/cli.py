@@ -1,0 +1,180 @@
+"""What every frostline command does at its entry point: set up logging once, and turn expected failures
+into one clear line.
+
+The API is small and stable; tools and model CLIs import exactly these:
+
+    from shards.cli import add_logging_flags, setup_logging, run
+
+    def main(argv=None) -> int:
+        p = argparse.ArgumentParser(...)
+        add_logging_flags(p)                     # --quiet / --verbose
+        args = p.parse_args(argv)
+        setup_logging(args.quiet, args.verbose)  # once per command, stdlib logging, one format
+        ...
+        return 0
+
+    if __name__ == "__main__":
+        sys.exit(run(main))                      # expected failures -> one line on stderr, exit 2
+
+- `setup_logging(quiet, verbose)`: INFO by default, WARNING with `--quiet`, DEBUG with `--verbose`; one
+  handler on stderr with the format `LEVEL name: message`. Calling it again replaces the handler, so a
+  command that is run twice in one process (tests) never prints a line twice.
+- `run(main, *args)`: calls `main(*args)` and returns its exit status. An *expected* failure becomes
+  `prog: error: <file or URL>: <what happened>` on stderr and status 2 (`EXPECTED_STATUS`):
+    * bad input: `ValueError` subclasses that frostline defines (`LayoutError`, `SplitError`, `ConfigError`,
+      ...), and `Failure`, the class for any other message meant for the user (a held lock, a store that
+      holds another conversion);
+    * `FileNotFoundError`, `PermissionError`, `IsADirectoryError`, `NotADirectoryError`, a full disk (ENOSPC)
+      or read-only filesystem (EROFS);
+    * `StorageError` (shards.retry): storage unreachable for the whole retry budget, naming the URL;
+    * object storage: wrong credentials (`PermissionError`/access denied from s3fs or botocore) naming
+      the URL, an unreachable endpoint (connection refused, DNS, timeouts);
+    * broken YAML (`yaml.YAMLError`), naming the file and line from the parser's mark.
+  Everything else is a bug: it keeps its traceback and status 1. Credentials are never printed: the
+  message is built from the URL and the error's class, never from the request.
+- `describe(exc)`: the one-line message for an expected failure, or None for a bug (for callers that log
+  rather than exit).
+
+Where an error carries no file name (s3fs raises `PermissionError("Forbidden")`), `shards.storage` adds the
+URL it was working on (`exc.filename`), so the line still names it.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import sys
+
+EXPECTED_STATUS = 2
+FORMAT = "%(levelname)s %(name)s: %(message)s"
+PROJECT_PACKAGES = ("shards", "pipeline", "model", "tools", "__main__")
+
+_handler: logging.Handler | None = None
+
+
+class Failure(Exception):
+    """An expected failure whose message is meant for the user as is (it names the file or URL)."""
+
+
+def add_logging_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add `--quiet` (warnings and errors only) and `--verbose` (debug) to `parser`."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    group.add_argument("-v", "--verbose", action="store_true", help="print debug messages too")
+    return parser
+
+
+def setup_logging(quiet: bool = False, verbose: bool = False) -> int:
+    """Configure the root logger for this command (see the module docstring); returns the level."""
+    global _handler
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter(FORMAT))
+    root.addHandler(_handler)
+    root.setLevel(level)
+    if not verbose:  # the libraries under s3fs chatter at INFO about retries and credentials lookups
+        for name in ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    return level
+
+
+def _project_class(exc: BaseException) -> bool:
+    return any(c.__module__.split(".")[0] in PROJECT_PACKAGES for c in type(exc).__mro__[:-1]
+               if c.__module__ not in ("builtins",))
+
+
+def _where(exc: BaseException) -> str | None:
+    for attr in ("filename", "url"):
+        value = getattr(exc, attr, None)
+        if value:
+            return str(value)
+    return None
+
+
+def _with_where(exc: BaseException, text: str) -> str:
+    where = _where(exc)
+    return f"{where}: {text}" if where and where not in text else text
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    names = {c.__name__ for e in _chain(exc) for c in type(e).__mro__}
+    return bool(names & {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                         "ClientConnectorError", "ServerTimeoutError", "ConnectionError",
+                         "ConnectionRefusedError", "NewConnectionError", "TimeoutError"})
+
+
+def _is_denied(exc: BaseException) -> bool:
+    for e in _chain(exc):
+        if isinstance(e, PermissionError):
+            return True
+        code = getattr(e, "response", {}) or {}
+        code = code.get("Error", {}).get("Code", "") if isinstance(code, dict) else ""
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "403",
+                    "ExpiredToken", "InvalidToken"):
+            return True
+        if type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+            return True
+    return False
+
+
+def describe(exc: BaseException) -> str | None:
+    """The one-line message for an expected failure, or None when `exc` is a bug (see the module docstring)."""
+    if isinstance(exc, Failure):
+        return str(exc)
+    if isinstance(exc, (ValueError, OSError)) and _project_class(exc):
+        return str(exc)   # frostline's own: bad input, or storage that stayed unreachable (shards.retry)
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - pyyaml is a dependency
+        yaml = None
+    if yaml is not None and isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = getattr(exc, "filename", None) or (mark.name if mark is not None else None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        return f"{where}{line}: broken YAML: {problem}" if where else f"broken YAML: {problem}"
+    remote = (_where(exc) or "").startswith(("s3://", "http://", "https://", "gs://"))
+    if _is_unreachable(exc):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or "the default endpoint"
+        return _with_where(exc, f"storage endpoint {endpoint} unreachable ({type(exc).__name__})")
+    if remote and _is_denied(exc):
+        return _with_where(exc, "access denied: check the AWS credentials (AWS_ACCESS_KEY_ID, "
+                                "AWS_SECRET_ACCESS_KEY) and the bucket's permissions")
+    if isinstance(exc, OSError):
+        if isinstance(exc, FileNotFoundError):
+            return _with_where(exc, "no such file or folder") if _where(exc) else str(exc)
+        if isinstance(exc, PermissionError):
+            return _with_where(exc, "permission denied")
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _with_where(exc, "no space left on device (disk full)")
+        if exc.errno == errno.EROFS:
+            return _with_where(exc, "read-only file system")
+        if isinstance(exc, (IsADirectoryError, NotADirectoryError)):
+            return _with_where(exc, exc.strerror or str(exc))
+    return None
+
+
+def run(main, *args, prog: str | None = None, **kwargs) -> int:
+    """Call `main(*args, **kwargs)`; expected failures print one line and return 2, bugs raise."""
+    try:
+        status = main(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - sorted into expected failures and bugs just below
+        message = describe(exc)
+        if message is None:
+            raise
+        name = prog or os.path.basename(sys.argv[0] or "frostline").removesuffix(".py")
+        print(f"{name}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+        return EXPECTED_STATUS
+    return 0 if status is None else int(status)

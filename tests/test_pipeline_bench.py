@@ -1,0 +1,40 @@
+"""The loader's benchmark tools end, and say what they measured: `bench_loader` on a split smaller than one
+batch (it used to loop forever over empty baseline epochs), `bench_scale` at toy sizes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_loader_ends_on_a_split_smaller_than_one_batch(ucf101_shards):
+    out, _ = ucf101_shards
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench_loader.py"), "--split", out, "--device", "cpu",
+                        "--batches", "2", "--warmup", "1", "--batch-size", "64", "--num-frames", "2",
+                        "--frame-stride", "2", "--crop-size", "32", "--workers", "1"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert any(line.startswith("dali pipeline") for line in lines)
+    assert any("fewer than one training batch of 64" in line for line in lines)
+    assert lines[-1] == "ratio: n/a"
+
+
+def test_bench_scale_prints_its_table_and_last_line(tmp_path):
+    """A toy size, local only: the tool builds a real store, runs the loader in a fresh process and reports a
+    row with no files written and one pread per sample per epoch."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench_scale.py"), "--out", str(tmp_path), "--sizes", "40",
+                        "--shuffles", "auto", "--batches", "1", "--no-s3", "--baseline-max", "40"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    row = next(line.split() for line in lines if line.split()[:3] == ["40", "local", "auto->sample"])
+    assert row[6] == "0" and row[8] == "40"                       # files written, reads per epoch
+    base = next(line.split() for line in lines if line.split()[:3] == ["40", "local", "baseline"])
+    assert base[6] == "1"                                         # the previous path wrote an index file
+    assert lines[-1].startswith("epoch_setup_s_at_40: ") and float(lines[-1].split()[1]) > 0

@@ -1,0 +1,338 @@
+"""Faults a production user meets, on the training and evaluation side (issue 12), with real processes, real
+signals, a really full file system and really damaged shards:
+
+- one live run per output_dir: a second run is refused naming the first; a lock left by SIGKILL is taken over;
+- a refused resume leaves config.yaml as it was; --eval-only on an unfinished run is refused unless allowed;
+- data health: a corrupt evaluation video and a truncated tar are counted and named in results.json, and an
+  evaluation that covers fewer samples than the split fails unless eval.max_missing allows it;
+- clear one-line errors (exit 2): disk full while checkpointing, broken YAML, an unusable output folder, a
+  damaged weights file for average.py, a launch whose mixed precision contradicts the config;
+- 2 CPU processes: a run killed with SIGKILL of `accelerate launch` (whose ranks die with it) resumes to the
+  uninterrupted run's losses; an FSDP launch config that contradicts the YAML is refused.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+for _k in [k for k in ENV if k.startswith("ACCELERATE_")]:
+    del ENV[_k]
+
+
+def _demo_module():
+    spec = importlib.util.spec_from_file_location("frostline_demo", REPO / "tools" / "demo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """4 learnable classes (2 base, 2 novel): 12 training clips, 4 + 4 evaluation clips, one tar shard."""
+    root = tmp_path_factory.mktemp("reliability_data")
+    _demo_module().make_dataset(root, num_classes=4, groups=8, clips=1, frames=24, workers=1)
+    return root
+
+
+def write_config(path: Path, splits: Path, out: Path, **train) -> Path:
+    t = {"epochs": 2, "warmup_epochs": 1, "lr": 1.0e-3, "min_lr": 1.0e-5, "global_batch": 4, "micro_batch": 2,
+         "mixed_precision": "no", "log_every": 1, "progress": False, "average_from": 1, **train}
+    path.write_text(json.dumps({
+        "output_dir": str(out), "model": {"clip": "frostline-tiny", "pretrained": None},
+        "data": {"splits": str(splits), "protocol": "base2novel", "dataset": "ucf101", "device": "cpu",
+                 "num_frames": 4, "frame_stride": 2, "crop_size": 64, "short_side_range": [64, 72],
+                 "num_views": 3, "num_threads": 1},
+        "train": t, "eval": {"batch_size": 6}}))
+    return path
+
+
+def cli(args: list[str], timeout: int = 300, env: dict | None = None, launcher: list[str] | None = None):
+    return subprocess.run((launcher or [sys.executable]) + args, cwd=REPO, env=env or ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_line_error(r: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit status 2, no traceback, and one stderr line is the error, naming what it must name."""
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "Traceback" not in r.stderr, r.stderr[-4000:]
+    lines = [line for line in r.stderr.splitlines() if ": error: " in line]
+    assert len(lines) == 1, r.stderr[-4000:]
+    assert all(n in lines[0] for n in needles), lines[0]
+    return lines[0]
+
+
+def _records(out: Path) -> dict[int, dict]:
+    got = {}
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        got[r["step"]] = r
+    return got
+
+
+# ------------------------------------------------------------------------------------ one live run per output_dir
+HOLDER = """
+import sys, time
+from model.lock import RunLock
+RunLock(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_second_live_run_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
+    from model.lock import RunLock
+    from shards.cli import Failure
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(Failure, match=f"pid {holder.pid}"):
+            RunLock(out).acquire()
+        # the training entry point refuses before writing anything, naming the live run
+        cfg = write_config(tmp_path / "c.yaml", tmp_path / "no-splits", out)
+        one_line_error(cli(["model/train.py", "--config", str(cfg)]), str(out), f"pid {holder.pid}",
+                       "one live run per output_dir")
+        assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    lock = RunLock(out).acquire()   # the holder died without cleaning up: its lock is stale and taken over
+    assert json.loads((out / "run.lock").read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not (out / "run.lock").exists()
+
+
+@pytest.mark.slow
+def test_killed_run_refused_resume_keeps_config_and_eval_only_needs_a_finished_run(data, tmp_path):
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.yaml", data / "splits", out, epochs=3)
+    proc = subprocess.Popen([sys.executable, "model/train.py", "--config", str(cfg), "--no-eval"], cwd=REPO,
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pointer = out / "checkpoints" / "latest.json"
+    deadline = time.time() + 300
+    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads(pointer.read_text())["path"] == "epoch_001", "the run finished before it could be killed"
+    saved = (out / "config.yaml").read_bytes()
+
+    # a resume with other settings is refused naming them, and the folder still describes the real run; the
+    # killed run's lock was recognised as stale and taken over first
+    r = cli(["model/train.py", "--config", str(cfg), "train.lr=0.002"])
+    one_line_error(r, "train.lr: 0.001 -> 0.002")
+    assert "took over" in r.stderr and str(out / "run.lock") in r.stderr
+    assert (out / "config.yaml").read_bytes() == saved
+
+    # evaluating an unfinished run is refused, unless asked for (the killed run's lock is taken over)
+    one_line_error(cli(["model/train.py", "--config", str(cfg), "--eval-only"]), "1 of 3 epochs", "--allow-partial")
+    r = cli(["model/train.py", "--config", str(cfg), "--eval-only", "--allow-partial"])
+    assert r.returncode == 0, r.stderr[-4000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["weights"].endswith("swa_1_1.pt") and res["num_base_samples"] == 4   # average_from=1: epoch 1 alone
+
+
+# ------------------------------------------------------------------------------------------------------ data health
+def _damage_copy(data: Path, tmp: Path, how: str) -> tuple[Path, str]:
+    """A copy of the dataset whose shard is damaged at one novel evaluation sample; returns (splits, its key)."""
+    root = tmp / how
+    shutil.copytree(data / "shards", root / "shards")
+    shutil.copytree(data / "splits", root / "splits")
+    novel = pq.read_table(root / "splits/base2novel/ucf101/eval_novel.parquet").to_pylist()
+    victim = max(novel, key=lambda r: r["offset"])      # the novel sample stored last in the tar
+    tar = root / "shards" / Path(victim["shard"]).name   # the copy (split files name shards by absolute path)
+    for split in (root / "splits").rglob("*.parquet"):  # splits name their shards by URL: point them at the copy
+        t = pq.read_table(split)
+        if "shard" in t.schema.names:
+            text = [str(s).replace(str(data / "shards"), str(root / "shards")) for s in t.column("shard").to_pylist()]
+            fixed = t.set_column(t.schema.get_field_index("shard"), "shard", pa.array(text))
+            pq.write_table(fixed.replace_schema_metadata(t.schema.metadata), split)
+    if how == "truncated":
+        with open(tar, "r+b") as f:
+            f.truncate(victim["offset"] + 1024)  # the tar ends inside the victim's video
+    else:  # overwrite the whole video member with garbage of the same length
+        import tarfile
+        with tarfile.open(tar) as t:
+            member = next(m for m in t.getmembers() if m.name.startswith(victim["key"] + ".")
+                          and m.name.endswith((".mp4", ".webm", ".mkv")))
+        with open(tar, "r+b") as f:
+            f.seek(member.offset_data)
+            f.write(os.urandom(member.size))
+    return root / "splits", victim["key"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["corrupt", "truncated"])
+def test_damaged_evaluation_data_is_counted_and_fails_unless_allowed(data, tmp_path, how):
+    splits, key = _damage_copy(data, tmp_path, how)
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.yaml", splits, out)
+    line = one_line_error(cli(["model/evaluate.py", "--config", str(cfg), "--zero-shot"]), "eval_novel.parquet",
+                          "eval.max_missing")
+    assert "of 4 samples" in line and key in line
+    assert not (out / "zero_shot" / "results.json").exists()
+
+    r = cli(["model/evaluate.py", "--config", str(cfg), "--zero-shot", "eval.max_missing=0.5"])
+    assert r.returncode == 0, r.stderr[-4000:]
+    res = json.loads((out / "zero_shot" / "results.json").read_text())
+    novel = res["data"]["ucf101"]["novel"]
+    assert novel["rows"] == 4 and key in novel["skipped_keys"]
+    assert novel["evaluated"] == 4 - novel["skipped"] == res["num_novel_samples"] < 4
+    base = res["data"]["ucf101"]["base"]
+    assert base["evaluated"] == res["num_base_samples"] and base["rows"] == 4
+
+
+# ------------------------------------------------------------------------------------------------------ clear errors
+def test_broken_yaml_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("output_dir: x\ntrain: {epochs: 2\n")
+    for tool in ("model/train.py", "model/evaluate.py"):
+        line = one_line_error(cli([tool, "--config", str(bad)]), str(bad), "line")
+        assert "<unicode string>" not in line
+
+
+def test_unusable_output_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "splits", blocker / "run")
+    one_line_error(cli(["model/train.py", "--config", str(cfg)]), str(blocker))
+
+
+def test_average_names_the_damaged_file(tmp_path):
+    ckpt = tmp_path / "checkpoints"
+    for e in (1, 2):
+        (ckpt / f"epoch_{e:03d}").mkdir(parents=True)
+        torch.save({"w": torch.full((2,), float(e))}, ckpt / f"epoch_{e:03d}" / "model.pt")
+    damaged = ckpt / "epoch_002" / "model.pt"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    one_line_error(cli(["model/average.py", str(tmp_path), "--from", "1"]), str(damaged))
+
+
+def test_disk_full_while_checkpointing_names_the_file():
+    from model.checkpoint import save_file
+    with pytest.raises(OSError) as e:
+        save_file({"w": torch.zeros(10_000)}, Path("/dev/full"))   # the kernel's always-full device: ENOSPC
+    assert e.value.filename == "/dev/full" and e.value.errno == 28
+
+
+@pytest.mark.slow
+def test_disk_full_during_a_run_is_one_line_exit_2(data, tmp_path):
+    """A 4 MiB tmpfs (in a private mount namespace) as output_dir: the first checkpoint does not fit."""
+    probe = subprocess.run(["unshare", "-r", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("unprivileged mount namespaces are not available here (unshare -r -m)")
+    mnt = tmp_path / "small_disk"
+    mnt.mkdir()
+    cfg = write_config(tmp_path / "c.yaml", data / "splits", mnt / "run", epochs=1, warmup_epochs=0)
+    script = (f"mount -t tmpfs -o size=4m tmpfs {mnt} && exec {sys.executable} model/train.py --config {cfg} "
+              f"--no-eval")
+    r = subprocess.run(["unshare", "-r", "-m", "sh", "-c", script], cwd=REPO, env=ENV, capture_output=True,
+                       text=True, timeout=300)
+    line = one_line_error(r, str(mnt / "run" / "checkpoints"), "no space left on device")
+    assert "unexpected pos" not in line
+
+
+def test_launch_mixed_precision_must_agree_with_the_config(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "splits", tmp_path / "run")   # mixed_precision: "no"
+    r = cli(["model/train.py", "--config", str(cfg)], env={**ENV, "ACCELERATE_MIXED_PRECISION": "bf16"})
+    one_line_error(r, "--mixed_precision no", "train.mixed_precision")
+
+
+# ------------------------------------------------------------------------------- 2 CPU processes: FSDP, kill, resume
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launcher(*extra: str) -> list[str]:
+    return ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), *extra]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(p.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_launch_configured_fsdp_must_agree_with_the_config(tmp_path):
+    """`accelerate launch --use_fsdp` (or `accelerate config` with FSDP) while the YAML says DDP: refused, naming
+    both (before this, such a run saved one rank's optimiser shard as if it were the full state)."""
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "splits", tmp_path / "run")   # train.distributed: ddp
+    r = cli(["model/train.py", "--config", str(cfg)], env={**ENV, "ACCELERATE_USE_FSDP": "true"})
+    one_line_error(r, "configured for FSDP", "train.distributed='ddp'")
+
+
+@pytest.mark.slow
+def test_ranks_die_with_a_killed_launcher_and_the_run_resumes_exactly(data, tmp_path):
+    """2 CPU processes under `accelerate launch`; SIGKILL of the launcher alone (what `kill -9 PID` or the OOM
+    killer does) takes both ranks with it; the same command then resumes to the uninterrupted run's losses."""
+    env = {**ENV, "ACCELERATE_USE_CPU": "1"}
+    extra = dict(epochs=2, global_batch=2, micro_batch=1, save_every_steps=2)   # 12 steps, resume points mid-epoch
+    ref = tmp_path / "ref"
+    cfg = write_config(tmp_path / "ref.yaml", data / "splits", ref, **extra)
+    r = cli(["model/train.py", "--config", str(cfg), "--no-eval"], env=env, launcher=_launcher(), timeout=600)
+    assert r.returncode == 0, r.stderr[-5000:]
+
+    out = tmp_path / "killed"
+    cfg = write_config(tmp_path / "k.yaml", data / "splits", out, **extra)
+    args = ["model/train.py", "--config", str(cfg), "--no-eval"]
+    proc = subprocess.Popen(_launcher() + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    pointer = out / "checkpoints" / "latest.json"
+    deadline = time.time() + 400
+    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    ranks = [c for c in _children(proc.pid) if _alive(c)]
+    proc.send_signal(signal.SIGKILL)              # the launcher alone
+    proc.wait()
+    assert len(ranks) == 2, ranks
+    deadline = time.time() + 30
+    while any(_alive(p) for p in ranks) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in ranks), "ranks outlived their launcher"
+    killed_at = json.loads(pointer.read_text())["global_step"]
+    assert killed_at < 12, "the run finished before it could be killed"
+
+    r = cli(args, env=env, launcher=_launcher(), timeout=600)   # rank 0 takes over the dead run's lock
+    assert r.returncode == 0, r.stderr[-5000:]
+    assert "resumed from" in r.stderr and "took over" in r.stderr
+    a, b = _records(ref), _records(out)
+    assert sorted(a) == sorted(b) == list(range(1, 13))
+    for s in a:
+        assert b[s]["loss"] == a[s]["loss"], (s, killed_at)

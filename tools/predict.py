@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""Open-vocabulary action recognition on any video: which of your labels happens in it?
+
+    python tools/predict.py clips/ "more/*.mp4" s3://bucket/videos/ --labels "juggling balls, riding a bike"
+    python tools/predict.py VIDEO... --labels-file labels.txt --weights runs/k400 --json out.json
+    python tools/predict.py VIDEO... --classes shards/classes.parquet --weights /models/froster_b2n_k400.pth
+
+Weights (--weights): a frostline run's output_dir, any file model.weights reads (OpenAI's ViT-B-16.pt, a FROSTER,
+Open-VCLIP or ViFi-CLIP checkpoint, an open_clip state dict, safetensors), or an open_clip tag; default: plain
+CLIP ViT-B-16 'openai'. Sampling and prompts are evaluation's (model.inference). Each video gets its top-k labels
+with probabilities, as a table and, with --json, as JSON. An unreadable video is reported by name and the rest go
+on; the exit status is the number of videos that failed (at most 100).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in model/train.py: spinning OpenMP threads starve decoders
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def read_labels(a) -> list[str]:
+    if a.labels is not None:
+        labels = [s.strip() for s in a.labels.split(",")]
+    elif a.labels_file is not None:
+        labels = [s.strip() for s in Path(a.labels_file).read_text().splitlines()]
+    else:
+        from shards.manifest import read_table
+        from shards.storage import Store
+        parent, name = os.path.split(a.classes) if "://" not in a.classes else a.classes.rsplit("/", 1)
+        table = read_table(Store(parent or "."), name).sort_by("label")
+        texts = table.column("prompt").to_pylist() if "prompt" in table.column_names else [None] * len(table)
+        labels = [p or c for p, c in zip(texts, table.column("class_name").to_pylist())]
+    labels = [s for s in labels if s]
+    if not labels:
+        raise ValueError("no labels given")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels repeat: {sorted({s for s in labels if labels.count(s) > 1})}")
+    return labels
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("videos", nargs="+", help="video files, globs, folders or s3:// URLs")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--labels", help='comma-separated free-text labels: "juggling balls, riding a bike"')
+    src.add_argument("--labels-file", help="a text file with one label per line")
+    src.add_argument("--classes", help="a classes.parquet (label, class_name[, prompt]) of make_shards/make_splits")
+    ap.add_argument("--weights", default=None, help="run output_dir, weights file or open_clip tag (default: openai)")
+    ap.add_argument("--clip", default=None, help="open_clip model name (default: from the weights; ViT-B-16 for a tag)")
+    ap.add_argument("--base", default=None, help="weights for tensors a file lacks (ViFi-CLIP's token table)")
+    ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--views", type=int, default=None, help="temporal views (default: evaluation's, 3)")
+    ap.add_argument("--batch-size", type=int, default=4, help="videos per forward pass")
+    ap.add_argument("--json", default=None, help="also write the predictions as JSON to this file")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("root", "open_clip"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from tqdm import tqdm
+    from model.inference import Predictor
+    from pipeline.files import clips_for, expand_inputs
+    import torch
+    if a.device == "gpu" and not torch.cuda.is_available():
+        print("error: --device gpu but no CUDA device is visible", file=sys.stderr)
+        return 2
+    try:
+        labels = read_labels(a)
+        predictor = Predictor.load(a.weights, clip=a.clip, base=a.base, device="cuda" if a.device == "gpu" else "cpu")
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.views:
+        predictor.sampling.views = a.views
+    predictor.set_labels(labels)
+    print(f"model: {predictor.description}", file=sys.stderr)
+    videos = expand_inputs(a.videos)
+    results, failed = [], []
+    bar = tqdm(total=len(videos), unit="video", disable=a.no_progress, file=sys.stderr, dynamic_ncols=True)
+    for names, clips, errors in clips_for(videos, predictor.sampling, a.device, a.batch_size):
+        failed.extend(errors)
+        if names:
+            for name, top in zip(names, predictor.top_k(predictor.probabilities(clips), a.top_k)):
+                results.append({"video": name, "top_k": [{"label": l, "probability": p} for l, p in top]})
+        bar.update(len(names) + len(errors))
+    bar.close()
+    for r in results:
+        print(r["video"])
+        for rank, t in enumerate(r["top_k"], 1):
+            print(f"  {rank}. {t['probability'] * 100:6.2f}%  {t['label']}")
+    for f in failed:
+        print(f"FAILED {f['video']}: {f['error']}", file=sys.stderr)
+    print(f"{len(results)} video(s) classified, {len(failed)} failed", file=sys.stderr)
+    if a.json:
+        Path(a.json).write_text(json.dumps({"model": predictor.description, "labels": labels, "predictions": results,
+                                            "failed": failed}, indent=2) + "\n")
+    return min(len(failed), 100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
