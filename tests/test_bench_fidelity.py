@@ -1,5 +1,5 @@
 """tools/bench_fidelity.py end to end on the reduced setting (--quick): pre-training, the world dataset through
-make_shards/make_splits, zero-shot / plain fine-tuning / FROSTER and two ablations through model/train.py, the
+make_shards/make_splits, zero-shot / plain fine-tuning / FROSTER and the ablations (α, λ, visual-/text-only distillation) through model/train.py, the
 tables and the last line."""
 import json
 import os
@@ -22,7 +22,8 @@ def test_bench_fidelity_quick_prints_the_tables_and_the_gain(tmp_path):
     text = r.stdout
     assert "| method | runs | base top-1 | novel top-1 | HM |" in text
     for row in ("| zero-shot | 1 |", "| fine-tuned (λ=0) | 1 |", "| FROSTER | 1 |", "| FROSTER α=1 | 1 |",
-                "| FROSTER λ=8 | 1 |"):
+                "| FROSTER λ=8 | 1 |", "| FROSTER visual-only distillation | 1 |",
+                "| FROSTER text-only distillation | 1 |"):
         assert row in text, row
     assert re.search(r"class similarity .* mean max cosine -?\d\.\d{3}", text)
     last = text.strip().splitlines()[-1]
@@ -45,6 +46,10 @@ def test_bench_fidelity_quick_prints_the_tables_and_the_gain(tmp_path):
         return [json.loads(x) for x in (out / "runs" / name / "seed0_set1" / "metrics.jsonl").read_text().splitlines()]
     assert all(s["loss"] == s["ce"] for s in steps("finetune"))
     assert all(s["loss"] > s["ce"] for s in steps("froster")[1:])
+    # the term ablations: each run's logged loss is CE + λ·(its one kept term), scaled to the loss itself
+    for name, kept in (("distill_visual", "distill_visual"), ("distill_text", "distill_text")):
+        for s in steps(name):
+            assert s["loss"] == pytest.approx(s["ce"] + 2.0 * s[kept], rel=1e-4)
     assert (out / "splits" / "base2novel" / "ucf101" / "train_s1.parquet").exists()
 
     # rerun: everything is reused, the same last line

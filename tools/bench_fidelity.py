@@ -158,7 +158,8 @@ def table(rows: list[tuple[str, dict]]) -> str:
 
 def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: int, alphas: list[float],
                lambdas: list[float], pretrain_steps: int, pretrain_images: int, groups: int, clips: int, shots: int,
-               extra: list[str], ablation_runs: int | None = None, log=say) -> dict:
+               extra: list[str], ablation_runs: int | None = None, distill_terms: tuple[str, ...] = ("visual", "text"),
+               log=say) -> dict:
     start = time.time()
     log("[1/4] pre-training the world CLIP (tools/pretrain_clip.py)")
     ckpt = pretrained_clip(out, steps=pretrain_steps, images=pretrain_images, log=log)
@@ -203,6 +204,10 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: in
             run(out, f"lambda{lam:g}", common + [f"model.distill_weight={lam}"], checkpoint=ckpt, splits=splits,
                 seed=s, train_set=ts) for s, ts in ab_pairs]
         ablations.append((name, summarise(rs)))
+    for terms in distill_terms:   # which residual distillation terms enter the loss (model.distill_terms)
+        rs = [run(out, f"distill_{terms}", common + [f"model.distill_terms={terms}"], checkpoint=ckpt, splits=splits,
+                  seed=s, train_set=ts) for s, ts in ab_pairs]
+        ablations.append((f"FROSTER {terms}-only distillation", summarise(rs)))
     main_rows = [(k, summarise(v)) for k, v in results.items()]
     gain = main_rows[2][1]["hm"][0] - main_rows[1][1]["hm"][0]
     report = {"main": {k: v for k, v in main_rows}, "ablations": {k: v for k, v in ablations},
@@ -223,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="default: the config's train.epochs")
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.5, 2.0, 8.0])
+    ap.add_argument("--distill-terms", nargs="*", default=["visual", "text"], choices=["visual", "text"],
+                    help="distillation-term ablations (model.distill_terms): visual-only, text-only")
     ap.add_argument("--ablation-runs", type=int, default=None,
                     help="ablations on the first N (seed, training set) pairs only (default: all)")
     ap.add_argument("--pretrain-steps", type=int, default=None)
@@ -246,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     rep = experiment(out, seeds=a.seeds, train_sets=a.train_sets, epochs=a.epochs or cfg_epochs, alphas=a.alphas,
                      lambdas=a.lambdas, pretrain_steps=a.pretrain_steps or pretrain_clip.DEFAULTS["steps"],
                      pretrain_images=a.pretrain_images or pretrain_clip.DEFAULTS["images"], groups=a.groups,
-                     clips=a.clips, shots=a.shots, extra=a.overrides, ablation_runs=a.ablation_runs)
+                     clips=a.clips, shots=a.shots, extra=a.overrides, ablation_runs=a.ablation_runs,
+                     distill_terms=tuple(a.distill_terms))
     print()
     print(f"Base-to-novel on the generated world ({len(rep['base_classes'])} base, {len(rep['novel_classes'])} novel "
           f"classes; mean ± std over {len(a.seeds)} seed(s) x {len(a.train_sets)} training set(s), "
