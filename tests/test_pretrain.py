@@ -1,5 +1,6 @@
-"""tools/pretrain_clip.py (slow: 142 s on the 2-core machine at load 2-3): pre-training on the world's captioned frames teaches zero-shot recognition of
-(colour, shape) combinations it never saw; the run is reproducible from its seed and reused when already there."""
+"""tools/pretrain_clip.py: pre-training on the world's captioned frames teaches zero-shot recognition of
+(colour, shape) combinations it never saw; the run is reproducible from its seed and reused when already there.
+Slow: 142 s on the project's 2-core machine at load 2-3."""
 import json
 import sys
 from pathlib import Path
