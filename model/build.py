@@ -55,7 +55,7 @@ def build_model(cfg: Config) -> Froster:
     with _quiet_open_clip():
         model = Froster.build(m.clip, pretrained(cfg), alpha=m.alpha, distill_weight=m.distill_weight,
                               temporal=m.temporal, boundary=m.boundary, quick_gelu=quick_gelu(cfg),
-                              prompt_style=m.prompts)
+                              prompt_style=m.prompts, distill_terms=m.distill_terms)
     _report(model)
     check_crop(model, cfg)
     return model

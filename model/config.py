@@ -29,6 +29,7 @@ class ModelConfig:
     checkpoint: str | None = None          # deprecated alias of pretrained (a path); wins when set
     alpha: float = 0.1                     # residual projector weight: z' = z + alpha * P(z)
     distill_weight: float = 2.0            # lambda in CE + lambda * (visual + text distillation)
+    distill_terms: str = "both"            # ablations: "both" (the paper) | "visual" | "text" (model/loss.py)
     temporal: str = "neighbour"            # "neighbour" (expand temporal view) | "none"
     boundary: str | None = None            # "mask" (correct) | "zeros" (the reference's unmasked zero tokens);
                                            # null: what the weights imply (FROSTER/Open-VCLIP files: zeros), else mask
@@ -235,6 +236,7 @@ def validate(cfg: Config) -> None:
         "model.boundary": (cfg.model.boundary or "mask", ("mask", "zeros")),
         "model.prompts": (cfg.model.prompts, ("frostline", "official")),
         "model.fidelity": (cfg.model.fidelity, ("frostline", "official")),
+        "model.distill_terms": (cfg.model.distill_terms, ("both", "visual", "text")),
         "eval.precision": (cfg.eval.precision, ("fp32", "bf16", "fp16")),
         "eval.zero_shot_templates": (cfg.eval.zero_shot_templates, (28, 29)),
     }

@@ -111,11 +111,13 @@ class Froster(nn.Module):
 
     def __init__(self, student: VideoCLIP, teacher: nn.Module | None, tokenizer, *, alpha: float = 0.1,
                  distill_weight: float = 2.0, cache_teacher_text: bool = True, truncate_text: bool = True,
-                 shard_text: bool = False, prompt_style: str = "frostline", zero_shot_templates: int = 29):
+                 shard_text: bool = False, prompt_style: str = "frostline", zero_shot_templates: int = 29,
+                 distill_terms: str = "both"):
         super().__init__()
         self.student, self.tokenizer = student, tokenizer
         self.prompt_style, self.zero_shot_templates = prompt_style, zero_shot_templates  # model/prompts.py
         self.distill_weight, self.shard_text = distill_weight, shard_text
+        self.distill_terms = distill_terms  # "both" | "visual" | "text" (ablations, model/loss.py)
         self.cache_teacher_text, self.truncate_text = cache_teacher_text, truncate_text
         self.teacher = teacher
         if teacher is not None:
@@ -141,7 +143,7 @@ class Froster(nn.Module):
               attn_impl: str = "sdpa", teacher: bool = True, quick_gelu: bool | None = None,
               grad_checkpointing: bool = False, cache_teacher_text: bool = True, truncate_text: bool = True,
               shard_text: bool = False, prompt_style: str = "frostline", zero_shot_templates: int = 29,
-              base=None) -> "Froster":
+              base=None, distill_terms: str = "both") -> "Froster":
         """Student and teacher both start as the same loaded CLIP. teacher=False builds an eval-only model
         (no teacher, no projectors: predict() only). `pretrained` is a tag or a weights path (model.clip.load_clip;
         `checkpoint`, the older name of a path, wins when given). temporal/boundary None: what the weights imply
@@ -154,7 +156,8 @@ class Froster(nn.Module):
         model = cls(VideoCLIP(clip, temporal or info.temporal or "neighbour", boundary or info.boundary or "mask",
                               attn_impl), frozen, tokenizer, alpha=alpha, distill_weight=distill_weight,
                     cache_teacher_text=cache_teacher_text, truncate_text=truncate_text, shard_text=shard_text,
-                    prompt_style=prompt_style, zero_shot_templates=zero_shot_templates)
+                    prompt_style=prompt_style, zero_shot_templates=zero_shot_templates,
+                    distill_terms=distill_terms)
         model.clip_info = info
         return model
 
@@ -237,7 +240,8 @@ class Froster(nn.Module):
         zv = self.student.encode_video(clips)                         # [B, T, D]
         logits = self.student.logits(zv, zt)                          # features before the projectors
         tv, tt = self.teacher_video(clips), self._teacher_class_text(template)
-        terms = froster_loss(logits, labels, self.proj_v(zv), tv, self.proj_t(zt), tt, self.distill_weight)
+        terms = froster_loss(logits, labels, self.proj_v(zv), tv, self.proj_t(zt), tt, self.distill_weight,
+                             self.distill_terms)
         return FrosterOutput(terms.loss, terms.ce, terms.distill_visual, terms.distill_text, logits)
 
     @torch.no_grad()

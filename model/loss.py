@@ -8,6 +8,10 @@
 - ``t_v``, ``t_t``: the frozen teacher's features of the same frames and the same class texts;
 - ``λ``: ``model.distill_weight`` (2.0 in the paper's recipe).
 
+``model.distill_terms`` (ablations): ``both`` is the equation above; ``visual`` keeps only the visual term in the
+total, ``text`` only the text term. Both terms are still computed and reported (training logs), so an ablation's
+log shows how far the dropped side drifts.
+
 The means run over every feature vector: all frames of all clips, all classes. Everything is computed in at
 least float32, whatever autocast handed in.
 """
@@ -38,10 +42,18 @@ class LossTerms:
     distill_text: torch.Tensor
 
 
+DISTILL_TERMS = ("both", "visual", "text")
+
+
 def froster_loss(logits: torch.Tensor, labels: torch.Tensor, zv_proj: torch.Tensor, tv: torch.Tensor,
-                 zt_proj: torch.Tensor, tt: torch.Tensor, distill_weight: float) -> LossTerms:
-    """CE + λ·[visual + text residual distillation]; see the module docstring for the symbols."""
+                 zt_proj: torch.Tensor, tt: torch.Tensor, distill_weight: float,
+                 distill_terms: str = "both") -> LossTerms:
+    """CE + λ·[visual + text residual distillation]; see the module docstring for the symbols and
+    `distill_terms`."""
+    if distill_terms not in DISTILL_TERMS:
+        raise ValueError(f"distill_terms must be one of {DISTILL_TERMS}, got {distill_terms!r}")
     ce = F.cross_entropy(at_least_f32(logits), labels)
     dv = distill_loss(zv_proj, tv)
     dt = distill_loss(zt_proj, tt)
-    return LossTerms(ce + distill_weight * (dv + dt), ce, dv, dt)
+    distill = dv + dt if distill_terms == "both" else dv if distill_terms == "visual" else dt
+    return LossTerms(ce + distill_weight * distill, ce, dv, dt)

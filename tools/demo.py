@@ -1,121 +1,86 @@
 #!/usr/bin/env python
-"""The whole mission on a generated dataset, on the CPU, in a few minutes:
+"""FROSTER's point on the CPU, in a few minutes: zero-shot vs plain fine-tuning vs FROSTER on a pre-trained tiny CLIP.
 
-  1. generate a small UCF101-layout dataset whose classes are visually distinct (colour, shape, motion);
-  2. make_shards: convert it to WebDataset shards + Parquet manifests (VP9, DALI index files);
-  3. make_splits --shots 16: the base-to-novel protocol (generated split, seed 0), with class prompts that spell
-     each class's attributes ("red circle moving left");
-  4. train a tiny randomly initialised CLIP with FROSTER (model/configs/demo.yaml) through the DALI pipeline;
-  5. evaluate the average of the epoch checkpoints: base, novel and HM; print the table, write OUT/results.json.
+  1. pre-train a tiny CLIP on captioned frames of the generated world (tools/pretrain_clip.py; cached in OUT/clip,
+     so a rerun skips it);
+  2. generate a base-to-novel world dataset in UCF101's layout with FROSTER's split lists and convert it with
+     make_shards (VP9 shards, DALI index files, Parquet manifest);
+  3. make_splits --from-split-files: 4 base classes ("red square moving left", "blue triangle spinning", ...) and 4
+     novel classes ("yellow circle growing", "green cross moving up", ...: words pre-training saw, none of them in
+     a base class name but "moving");
+  4. through model/train.py (model/configs/demo.yaml), from the pre-trained CLIP as both the student's start and the
+     teacher: the zero-shot evaluation, plain fine-tuning (model.distill_weight=0) and FROSTER;
+  5. print the three rows (base, novel, HM); write OUT/results.json (FROSTER's run) and OUT/results.md (the table).
 
-    python tools/demo.py --out demo_out
+    python tools/demo.py --out demo_out [key.sub=value ...]
 
-Every stage resumes: re-running the command skips what is done (the dataset, finished shards, finished epochs).
-A tiny CLIP trained from scratch learns the base classes; its novel-class accuracy is a toy (see README).
+Every stage resumes: re-running the command skips what is done. One seed and one training set: the README's
+"Does FROSTER help?" section has the full experiment (tools/bench_fidelity.py, 3 seeds x 3 training sets).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import re
-import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from model import omp  # noqa: F401,E402  (first: OpenMP threads must sleep while they wait; before torch)
-from shards.cli import Failure, add_logging_flags, run, setup_logging  # noqa: E402
+from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
 
 DEMO_CONFIG = REPO / "model" / "configs" / "demo.yaml"
-
-
-def make_dataset(out: Path, *, num_classes: int, groups: int, clips: int, frames: int, workers: int,
-                 seed: int = 0) -> None:
-    """Steps 1-3: generated videos -> shards -> base2novel splits (skips what is already there)."""
-    from shards import splits, synthetic
-    from shards.convert import convert_dataset
-
-    raw, store, split_dir = out / "raw", out / "shards", out / "splits"
-    t = time.time()
-    settings = {"classes": num_classes, "groups": groups, "clips": clips, "frames": frames, "seed": seed}
-    done = raw / ".complete"
-    if done.exists() and json.loads(done.read_text())["settings"] != settings:
-        raise Failure(f"{out} holds a demo made with {json.loads(done.read_text())['settings']}; "
-                      f"use another --out for {settings}")
-    if not done.exists():
-        shutil.rmtree(raw, ignore_errors=True)
-        syn = synthetic.make_ucf101(str(raw), num_classes=num_classes, groups=groups, clips=clips, width=64,
-                                    height=48, num_frames=frames, quirks=False, learnable=True, seed=seed)
-        done.write_text(json.dumps({"settings": settings, "classes": syn.classes}))
-    print(f"[1/5] dataset: {num_classes} classes x {groups} groups x {clips} clips under {raw} "
-          f"({time.time() - t:.1f} s)")
-
-    t = time.time()
-    summary = convert_dataset("ucf101", str(raw), str(store), workers=workers, short_side=64, progress=False)
-    print(f"[2/5] make_shards: {summary.samples} samples, {summary.shards} shard(s), "
-          f"{sum(summary.rejects.values())} rejects -> {store} ({time.time() - t:.1f} s)")
-
-    t = time.time()
-    # make_splits --class-names: each class's prompt spells its attributes ("red circle moving left"), so the
-    # text of a novel class shares words with base classes
-    names = json.loads((raw / ".complete").read_text())["classes"]
-    prompts = json.dumps({c: re.sub(r"(?<!^)(?=[A-Z])", " ", c).lower() for c in names})
-    (out / "class_names.json").write_text(prompts)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        m = splits.Manifest.load(str(store), "ucf101")
-        plan = splits.base2novel(m, shots=16, seed=seed, num_train_sets=1, class_names=prompts,
-                                 class_names_path=str(out / "class_names.json"))
-        rows = splits.write_plan(plan, str(split_dir))
-    for w in {str(w.message) for w in caught}:
-        print(f"      warning: {w}")
-    print(f"[3/5] make_splits --shots 16 ({time.time() - t:.1f} s)")
-    print("\n".join("      " + line for line in splits.format_summary(rows).splitlines()))
+METHODS = (("zero-shot", "zero_shot", None), ("fine-tuned (λ=0)", "finetune", ["model.distill_weight=0"]),
+           ("FROSTER", "froster", []))
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tools import bench_fidelity as bf
+    from tools import pretrain_clip
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="folder for everything the demo writes")
-    ap.add_argument("--classes", type=int, default=10, help="classes in the generated dataset (half are novel)")
+    ap.add_argument("--pretrain-steps", type=int, default=pretrain_clip.DEFAULTS["steps"])
+    ap.add_argument("--pretrain-images", type=int, default=pretrain_clip.DEFAULTS["images"])
     ap.add_argument("--groups", type=int, default=8, help="UCF groups per class (split 1 tests on 1 in 4)")
     ap.add_argument("--clips", type=int, default=3, help="clips per group")
-    ap.add_argument("--frames", type=int, default=40, help="frames per generated video (30 fps)")
+    ap.add_argument("--shots", type=int, default=8, help="training videos per base class")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="conversion processes")
     add_logging_flags(ap)
     ap.add_argument("overrides", nargs="*", help="training config overrides, e.g. train.epochs=3")
     a = ap.parse_args(argv)
     setup_logging(a.quiet, a.verbose)
-    verbosity = ["--quiet"] if a.quiet else ["--verbose"] if a.verbose else []
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny CLIP is built from a local config; nothing to download
 
-    make_dataset(out, num_classes=a.classes, groups=a.groups, clips=a.clips, frames=a.frames, workers=a.workers)
-
-    from model import train
-    run = out / "run"
-    args = ["--config", str(DEMO_CONFIG), f"output_dir={run}", f"data.splits={out / 'splits'}", *a.overrides]
-    print(f"[4/5] training: python model/train.py {' '.join(args)}")
+    print("[1/5] pre-training the tiny CLIP on captioned frames of the world")
+    ckpt = bf.pretrained_clip(out, steps=a.pretrain_steps, images=a.pretrain_images)
+    print("[2/5] world dataset -> make_shards")
     t = time.time()
-    train.main([*args, *verbosity, "--no-eval"])
-    print(f"      trained in {time.time() - t:.1f} s")
-
-    print("[5/5] evaluation (3 views x 1 crop, average of the epoch checkpoints)")
-    t = time.time()
-    train.main([*args, *verbosity, "--eval-only"])
-    results = json.loads((run / "results.json").read_text())
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    shutil.copyfile(run / "results.md", out / "results.md")
-    print(f"      evaluated in {time.time() - t:.1f} s; wrote {out / 'results.json'}")
-    print(f"demo finished in {time.time() - start:.0f} s. A tiny CLIP trained from scratch learns the base "
-          f"classes; its novel number only reflects prompt words shared with base classes. Real open-vocabulary "
-          f"numbers need real CLIP weights (README, 'The demo').")
+    info = bf.world_dataset(out, groups=a.groups, clips=a.clips, shots=a.shots, train_sets=3, workers=a.workers)
+    print(f"[3/5] make_splits --from-split-files ({time.time() - t:.0f} s): base {info['base'][:2]}..., "
+          f"novel {info['novel'][:2]}...")
+    print(f"[4/5] training and evaluating through model/train.py --config {DEMO_CONFIG.relative_to(REPO)}")
+    rows = {}
+    for label, key, ov in METHODS:
+        t = time.time()
+        overrides = list(a.overrides) + (ov or [])
+        rows[label] = bf.run(out, key, overrides, checkpoint=ckpt, splits=out / "splits", seed=0, train_set=1,
+                             zero_shot=ov is None)
+        print(f"      {label}: {time.time() - t:.0f} s")
+    table = bf.table([(label, bf.summarise([r])) for label, r in rows.items()])
+    (out / "results.md").write_text(table + "\n")
+    (out / "results.json").write_text(json.dumps({**rows["FROSTER"], "methods": rows}, indent=2) + "\n")
+    print(f"[5/5] base-to-novel on the world ({len(info['base'])} base, {len(info['novel'])} novel classes, 1 seed, "
+          f"training set 1):")
+    print(table)
+    print(f"demo finished in {time.time() - start:.0f} s; wrote {out / 'results.json'}. The full experiment "
+          f"(3 seeds x 3 training sets, ablations): python tools/bench_fidelity.py --out fidelity_out")
     return 0
 
 
