@@ -6,7 +6,6 @@ baseline, and the checkpoint round trip.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from train_data import make_dataset
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,18 +29,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _demo_module():
-    spec = importlib.util.spec_from_file_location("frostline_demo", REPO / "tools" / "demo.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """4 learnable classes (2 base, 2 novel), 8 UCF groups x 1 clip: 12 training clips, 4 + 4 evaluation clips."""
     root = tmp_path_factory.mktemp("train_data")
-    _demo_module().make_dataset(root, num_classes=4, groups=8, clips=1, frames=24, workers=1)
+    make_dataset(root, num_classes=4, groups=8, clips=1, frames=24, workers=1)
     return root
 
 

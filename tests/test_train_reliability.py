@@ -13,7 +13,6 @@ signals, a really full file system and really damaged shards:
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from train_data import make_dataset
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,18 +34,11 @@ for _k in [k for k in ENV if k.startswith("ACCELERATE_")]:
     del ENV[_k]
 
 
-def _demo_module():
-    spec = importlib.util.spec_from_file_location("frostline_demo", REPO / "tools" / "demo.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """4 learnable classes (2 base, 2 novel): 12 training clips, 4 + 4 evaluation clips, one tar shard."""
     root = tmp_path_factory.mktemp("reliability_data")
-    _demo_module().make_dataset(root, num_classes=4, groups=8, clips=1, frames=24, workers=1)
+    make_dataset(root, num_classes=4, groups=8, clips=1, frames=24, workers=1)
     return root
 
 

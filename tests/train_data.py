@@ -1,0 +1,27 @@
+"""A small learnable base-to-novel dataset for the training tests: generated UCF101-layout videos -> shards ->
+base2novel splits (the path a user takes, through the real converter and split writer)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+
+def make_dataset(out: Path, *, num_classes: int, groups: int, clips: int, frames: int, workers: int,
+                 seed: int = 0) -> None:
+    """Videos under OUT/raw, shards under OUT/shards, split files under OUT/splits (16 shots, one training set).
+    Each class's prompt spells its attributes ("red circle moving left"), so class texts share words."""
+    from shards import splits, synthetic
+    from shards.convert import convert_dataset
+
+    out = Path(out)
+    raw, store, split_dir = out / "raw", out / "shards", out / "splits"
+    syn = synthetic.make_ucf101(str(raw), num_classes=num_classes, groups=groups, clips=clips, width=64, height=48,
+                                num_frames=frames, quirks=False, learnable=True, seed=seed)
+    convert_dataset("ucf101", str(raw), str(store), workers=workers, short_side=64, progress=False)
+    prompts = json.dumps({c: re.sub(r"(?<!^)(?=[A-Z])", " ", c).lower() for c in syn.classes})
+    (out / "class_names.json").write_text(prompts)
+    m = splits.Manifest.load(str(store), "ucf101")
+    plan = splits.base2novel(m, shots=16, seed=seed, num_train_sets=1, class_names=prompts,
+                             class_names_path=str(out / "class_names.json"))
+    splits.write_plan(plan, str(split_dir))
