@@ -112,6 +112,23 @@ def render(class_index: int, name: str, rng: np.random.Generator, width: int, he
     return frames
 
 
+def vp9_mp4(frames: np.ndarray, fps: int = 30, **options: str) -> bytes:
+    """Frames (T x H x W x 3, uint8) as an in-memory VP9 stream in MP4, libvpx's realtime settings plus `options`
+    (e.g. crf="10", g="8"): hand-made shard samples for tests and benchmarks."""
+    import io
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        s = out.add_stream("libvpx-vp9", rate=fps, options={"deadline": "realtime", "cpu-used": "8", **options})
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return buf.getvalue()
+
+
 def write_video(path: str, frames: np.ndarray, fps: int = 30, codec: str | None = None,
                 audio: bool = False, rotation: int = 0) -> None:
     """Encode frames with PyAV; the container follows the file extension (.avi: MPEG-4, .webm: VP9, .mp4: H.264).

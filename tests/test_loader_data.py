@@ -3,11 +3,9 @@ named), a `.lbl` that disagrees with the split row or names no class is an error
 offsets that point at other samples are an error naming the key. Shards written by the project's ShardBuilder."""
 from __future__ import annotations
 
-import io
 import logging
 import os
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,6 +15,7 @@ from pipeline.loader import LoaderConfig, build_loader
 from pipeline.reader import ShardDataError
 from shards.index import parse_index
 from shards.storage import Store
+from shards.synthetic import vp9_mp4
 from shards.writer import ShardBuilder, sample_members
 
 SMALL = dict(batch_size=2, num_frames=4, frame_stride=2, crop_size=24, short_side_range=(24, 28), num_threads=1,
@@ -26,16 +25,7 @@ N = 12
 
 def _vp9(seed: int) -> bytes:
     frames = np.random.default_rng(seed).integers(0, 255, (10, 32, 48, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        s = out.add_stream("libvpx-vp9", rate=30, options={"deadline": "realtime", "cpu-used": "8"})
-        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    return buf.getvalue()
+    return vp9_mp4(frames)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from pipeline.loader import LoaderConfig, build_loader
 from pipeline.sampling import (CLIP_MEAN, CLIP_STD, batch_rng, clip_indices, dense_indices, draw_batch_params,
                                flip_changes_label, segment_indices, window_length)
 from shards.index import build_index, parse_index
+from shards.synthetic import vp9_mp4
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(batch_size=4, num_frames=4, frame_stride=4, crop_size=32, short_side_range=(32, 40), num_threads=1)
@@ -55,16 +56,7 @@ def _rows(split: str) -> list[dict]:
 
 
 def _vp9(frames: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        s = out.add_stream("libvpx-vp9", rate=30, options={"deadline": "realtime", "cpu-used": "8", "crf": "10", "g": "8"})
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    return buf.getvalue()
+    return vp9_mp4(frames, crf="10", g="8")
 
 
 def _write_shard_and_split(folder: Path, samples: list[tuple[str, bytes, int, int]], class_names: list[str]) -> str:

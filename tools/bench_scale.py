@@ -16,7 +16,6 @@ batch at default settings (at the largest size run, named in the line if it is n
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource
@@ -37,22 +36,14 @@ BUCKET = "scale"
 
 def tiny_video() -> bytes:
     """An 8-frame 32x24 VP9 clip in MP4 (about 1 KB)."""
-    import av
     import numpy as np
+
+    from shards.synthetic import vp9_mp4
 
     ramp = np.linspace(0, 255, 32, dtype=np.float32)
     frames = np.stack([np.broadcast_to(((ramp + 16 * t) % 256)[None, :, None], (24, 32, 3))
                        for t in range(8)]).astype(np.uint8)
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        s = out.add_stream("libvpx-vp9", rate=30, options={"deadline": "realtime", "cpu-used": "8", "crf": "40"})
-        s.width, s.height, s.pix_fmt = 32, 24, "yuv420p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    return buf.getvalue()
+    return vp9_mp4(frames, crf="40")
 
 
 def build_store(folder: str, n: int, classes: int = 400) -> None:
