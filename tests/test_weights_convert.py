@@ -1,30 +1,21 @@
 """tools/convert_weights.py: every format in, an open_clip checkpoint out that plain open_clip loads."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import open_clip
 import pytest
+from tool_module import load_tool
 import torch
 
 import weights_files
 from model.clip import build_clip, export_clip
 
 
-def _tool(name: str):
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"frostline_tool_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-convert = _tool("convert_weights")
+convert = load_tool("convert_weights")
 
 
 @pytest.fixture(scope="module")
