@@ -9,6 +9,7 @@ sampling and augmentation rules are the pipeline's own (`pipeline.sampling`), so
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 
 import av
@@ -30,8 +31,10 @@ def read_member(shard: str, offset: int, size: int) -> bytes:
     return storage.read_bytes(shard, offset, offset + size)
 
 
-def decode_clip(data: bytes, indices: np.ndarray) -> np.ndarray:
-    """T x H x W x 3 uint8 frames at `indices` (clamped to the frames the stream really has)."""
+def decode_clip(data: bytes, indices: np.ndarray, decoded=None) -> np.ndarray:
+    """T x H x W x 3 uint8 frames at `indices` (clamped to the frames the stream really has). `decoded`
+    (optional, a `multiprocessing.Value`) is increased by the frames decoded up to the clip's last one, from the
+    keyframe the seek lands on."""
     first, last = int(indices.min()), int(indices.max())
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
@@ -40,12 +43,17 @@ def decode_clip(data: bytes, indices: np.ndarray) -> np.ndarray:
         if first > 0:
             container.seek(int(first / rate / tb), backward=True, any_frame=False, stream=stream)
         frames: dict[int, np.ndarray] = {}
+        count = 0
         for n, frame in enumerate(container.decode(stream)):
             i = int(round(frame.pts * tb * rate)) if frame.pts is not None else n
             if i > last:
                 break
+            count += 1
             if i >= first:                     # every frame of the window to RGB, as the official decoder does
                 frames[i] = frame.to_ndarray(format="rgb24")
+    if decoded is not None:
+        with decoded.get_lock():
+            decoded.value += count
     if not frames:
         raise ValueError("no frames decoded")
     have = np.array(sorted(frames))
@@ -62,6 +70,7 @@ class PyAVClips(Dataset):
         self.no_flip = {int(lb) for lb in table.label if flip_changes_label(names.get(int(lb), ""))}
         self.mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
         self.std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        self.decoded_frames = multiprocessing.Value("q", 0)   # shared with the workers: frames decoded so far
 
     def __len__(self) -> int:
         return len(self.table) * (1 if self.cfg.train else self.cfg.num_views)
@@ -85,7 +94,7 @@ class PyAVClips(Dataset):
         T = cfg.num_frames
         idx = clip_indices(n, T, cfg.sampling, cfg.frame_stride, p.r[0, view * T:(view + 1) * T], cfg.train)
         # as the official code: normalise the full frames, then scale-jitter, crop and flip
-        clip = torch.from_numpy(decode_clip(data, idx)).permute(0, 3, 1, 2).float()   # T x 3 x H x W
+        clip = torch.from_numpy(decode_clip(data, idx, self.decoded_frames)).permute(0, 3, 1, 2).float()   # T x 3 x H x W
         clip = (clip / 255.0 - self.mean) / self.std
         h, w = clip.shape[-2:]
         s = float(p.short[0]) / min(h, w)

