@@ -56,6 +56,10 @@ class DataConfig:
     num_views: int = 3                     # evaluation: temporal views, logits summed
     num_threads: int = 4
     prefetch: int = 2
+    shuffle: str = "auto"                  # training order (pipeline.order): "auto" | "sample" (exact global
+                                           # permutation) | "interleave" | "shard" (README, "Scale")
+    interleave_shards: int = 16            # "interleave": shards mixed at any moment
+    read_chunk_mb: int = 64                # object storage: the largest ranged read that serves several samples
 
 
 @dataclass
@@ -230,6 +234,7 @@ def validate(cfg: Config) -> None:
         "data.protocol": (d.protocol, ("base2novel", "cross")),
         "data.device": (d.device, ("auto", "cpu", "gpu")),
         "data.sampling": (d.sampling, ("dense", "segment")),
+        "data.shuffle": (d.shuffle, ("auto", "sample", "interleave", "shard")),
         "train.mixed_precision": (t.mixed_precision, ("no", "bf16", "fp16")),
         "train.distributed": (t.distributed, ("ddp", "fsdp")),
         "model.temporal": (cfg.model.temporal, ("neighbour", "none")),
@@ -245,7 +250,8 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
     for key, value in (("train.epochs", t.epochs), ("train.global_batch", t.global_batch),
                        ("train.micro_batch", t.micro_batch), ("data.num_frames", d.num_frames),
-                       ("data.num_views", d.num_views), ("eval.batch_size", cfg.eval.batch_size)):
+                       ("data.num_views", d.num_views), ("eval.batch_size", cfg.eval.batch_size),
+                       ("data.interleave_shards", d.interleave_shards), ("data.read_chunk_mb", d.read_chunk_mb)):
         if value < 1:
             raise ConfigError(f"{key}={value}: must be at least 1")
     if cfg.eval.max_missing < 0:

@@ -37,7 +37,8 @@ def loader_config(cfg: Config, *, train: bool, batch_size: int, device: str):
                         batch_size=batch_size, train=train, num_views=d.num_views, crop_size=d.crop_size,
                         short_side_range=tuple(d.short_side_range), flip=d.flip, force_flip=d.force_flip,
                         dtype="fp32", seed=cfg.train.seed,
-                        num_threads=d.num_threads, prefetch=d.prefetch)
+                        num_threads=d.num_threads, prefetch=d.prefetch, shuffle=d.shuffle,
+                        interleave_shards=d.interleave_shards, read_chunk_mb=d.read_chunk_mb)
 
 
 def loader_device(cfg: Config, accelerator) -> str:

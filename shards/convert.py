@@ -122,12 +122,23 @@ def in_part(key: str, i: int, n: int) -> bool:
     return n == 1 or int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % n == i - 1
 
 
-def order_records(records: list[VideoRecord], splits: list[str], seed: int, limit: int | None) -> dict:
-    """Records per split in conversion order: sorted by key, then shuffled by `seed` (mixes classes within shards)."""
+ORDERS = ("shuffled", "by-class")
+
+
+def order_records(records: list[VideoRecord], splits: list[str], seed: int, limit: int | None,
+                  order: str = "shuffled") -> dict:
+    """Records per split in conversion order: sorted by key, then shuffled by `seed` (mixes classes within
+    shards); or, with `order="by-class"`, sorted by (label, key) and not shuffled: class after class, the layout of
+    tar datasets written folder by folder (the worst case for a loader's shuffle)."""
+    if order not in ORDERS:
+        raise SettingError(f"the order must be one of {', '.join(ORDERS)}, got {order!r}")
     out = {}
     for split in splits:
-        rs = sorted((r for r in records if r.split == split), key=lambda r: r.key)
-        random.Random(f"{seed}:{split}").shuffle(rs)
+        if order == "by-class":
+            rs = sorted((r for r in records if r.split == split), key=lambda r: (r.label, r.key))
+        else:
+            rs = sorted((r for r in records if r.split == split), key=lambda r: r.key)
+            random.Random(f"{seed}:{split}").shuffle(rs)
         out[split] = rs[:limit] if limit is not None else rs
     return out
 
@@ -231,7 +242,7 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
                     short_side: int = 256, fps: float = 30, shard_size: str | int = "512MB",
                     splits: list[str] | str | None = None, limit: int | None = None,
                     part: str | tuple[int, int] | None = None, seed: int = 0, progress: bool = True,
-                    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL) -> ConvertSummary:
+                    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL, order: str = "shuffled") -> ConvertSummary:
     """Convert `root` (layout of `dataset`) into shards and manifests under `out` (folder or s3:// URL).
 
     Re-running the same call after a crash resumes it. See the module docstring for the guarantees.
@@ -256,11 +267,13 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
     settings = {"dataset": dataset, "codec": codec, "fps": opts.fps, "short_side": opts.short_side,
                 "keyframe_interval": opts.keyframe_interval, "shard_size": max_bytes, "splits": index.splits,
                 "limit": limit, "seed": seed, "parts": part_n, "classes": index.classes}
+    if order != "shuffled":          # only then, so that conversions begun before `order` existed still resume
+        settings["order"] = order
     with part_lock(store, part_i, part_n):
         _check_settings(store, settings)
         store.clean_tmp()    # scratch files of a killed run of this part (the lock says none is live)
         summary = _convert_locked(store, dataset, index, (part_i, part_n), opts, max_bytes, workers, seed, limit,
-                                  progress)
+                                  progress, order)
     summary.elapsed_s = time.time() - start
     return summary
 
@@ -271,9 +284,10 @@ def part_lock(store: Store, part_i: int, part_n: int) -> RunLock:
     return RunLock(store.url_of(f"{WORK}/part-{part_i}-of-{part_n}.lock"), what=what)
 
 
-def _convert_locked(store, dataset, index, part, opts, max_bytes, workers, seed, limit, progress) -> ConvertSummary:
+def _convert_locked(store, dataset, index, part, opts, max_bytes, workers, seed, limit, progress,
+                    order="shuffled") -> ConvertSummary:
     part_i, part_n = part
-    ordered = order_records(index.records, index.splits, seed, limit)
+    ordered = order_records(index.records, index.splits, seed, limit, order)
     summary = ConvertSummary(dataset, store.url)
     plan = []  # (split, number of its done shards in this part, records still to do)
     for split in index.splits:

@@ -23,6 +23,22 @@ def converted(request, tmp_path_factory):
     return name, syn, out, summary
 
 
+def test_order_by_class_writes_class_after_class(tmp_path):
+    """`order="by-class"` (make_shards --order by-class): each split's shards hold its classes one after another,
+    the layout of datasets written folder by folder; the default mixes classes inside shards."""
+    syn = make_ucf101(str(tmp_path / "src"), num_classes=4, groups=4, quirks=False)
+    for order in ("by-class", "shuffled"):
+        out = str(tmp_path / order)
+        convert_dataset("ucf101", syn.root, out, workers=1, shard_size="8kB", progress=False, order=order)
+        rows = read_manifest(out).to_pylist()
+        for split in {r["split"] for r in rows}:
+            mine = sorted((r for r in rows if r["split"] == split), key=lambda r: (r["shard"], r["offset"]))
+            labels = [r["label"] for r in mine]
+            assert (labels == sorted(labels)) == (order == "by-class"), (order, split, labels)
+    with pytest.raises(ValueError, match="by-class"):
+        convert_dataset("ucf101", syn.root, str(tmp_path / "bad"), workers=1, progress=False, order="random")
+
+
 def test_contract(converted):
     name, syn, out, summary = converted
     rows = list(check_store(out, syn).values())

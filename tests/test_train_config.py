@@ -27,10 +27,21 @@ def test_overrides_are_typed(tmp_path):
     ("train.betas=[0.9]", "train.betas: expected 2 values"),
     ("train.epochs", "not of the form"),
     ("train.warmup_epochs=30", "train.warmup_epochs"),
+    ("data.shuffle=random", "data.shuffle='random': expected one of auto, sample, interleave, shard"),
+    ("data.interleave_shards=0", "data.interleave_shards=0: must be at least 1"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
         load_config(None, [override])
+
+
+def test_training_order_reaches_the_loader():
+    """data.shuffle, data.interleave_shards and data.read_chunk_mb are the loader's (README, "Scale")."""
+    from model.data import loader_config
+    cfg = load_config(None, ["data.shuffle=interleave", "data.interleave_shards=3", "data.read_chunk_mb=8"])
+    lc = loader_config(cfg, train=True, batch_size=4, device="cpu")
+    assert (lc.shuffle, lc.interleave_shards, lc.read_chunk_mb) == ("interleave", 3, 8)
+    assert loader_config(load_config(None, []), train=True, batch_size=4, device="cpu").shuffle == "auto"
 
 
 def test_cross_k400_preset_matches_the_reference_recipe():

@@ -64,8 +64,10 @@ def pretrained_clip(out: Path, *, steps: int, images: int, log=say) -> Path:
 
 
 def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets: int, frames: int = 16,
-                  seed: int = 0, workers: int = 1, log=say) -> dict:
-    """Generate -> make_shards -> make_splits (skipping what is done); returns the class lists."""
+                  seed: int = 0, workers: int = 1, shard_size: str = "512MB", order: str = "shuffled",
+                  log=say) -> dict:
+    """Generate -> make_shards (`shard_size`, `order`) -> make_splits (skipping what is done); returns the class
+    lists and the number of shards."""
     from shards import splits, world
     from shards.convert import convert_dataset
 
@@ -84,9 +86,11 @@ def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets:
         done.write_text(json.dumps({"settings": settings, "class_names": ds.class_names,
                                     "base": [c.prompt for c in ds.base], "novel": [c.prompt for c in ds.novel]}))
     info = json.loads(done.read_text())
-    summary = convert_dataset("ucf101", str(raw), str(store), workers=workers, short_side=32, progress=False)
-    log(f"      world: {len(info['base'])} base + {len(info['novel'])} novel classes, {summary.samples} videos, "
-        f"{sum(summary.rejects.values())} rejects ({time.time() - t:.0f} s)")
+    summary = convert_dataset("ucf101", str(raw), str(store), workers=workers, short_side=32, progress=False,
+                              shard_size=shard_size, order=order)
+    info["shards"] = summary.shards
+    log(f"      world: {len(info['base'])} base + {len(info['novel'])} novel classes, {summary.samples} videos in "
+        f"{summary.shards} shard(s), {sum(summary.rejects.values())} rejects ({time.time() - t:.0f} s)")
     if not (split_dir / "base2novel" / "ucf101" / "eval_novel.parquet").exists():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -124,10 +128,12 @@ def run(out: Path, name: str, overrides: list[str], *, checkpoint: Path, splits:
     run_dir = out / "runs" / name / f"seed{seed}_set{train_set}"
     result = run_dir / ("zero_shot" if zero_shot else "") / "results.json"
     args = ["--config", str(CONFIG), f"output_dir={run_dir}", f"data.splits={splits}",
-            f"model.checkpoint={checkpoint}", f"train.seed={seed}", f"data.train_set={train_set}", *overrides]
+            f"model.pretrained={checkpoint}", f"train.seed={seed}", f"data.train_set={train_set}", *overrides]
     record = run_dir / "bench_args.json"
-    if record.exists() and json.loads(record.read_text()) != args:
-        old = json.loads(record.read_text())
+    # runs recorded before the pre-trained file moved to model.pretrained (same meaning) still resume
+    old = [a.replace("model.checkpoint=", "model.pretrained=", 1) for a in json.loads(record.read_text())] \
+        if record.exists() else args
+    if old != args:
         diff = sorted(set(old) ^ set(args))
         sys.exit(f"error: {run_dir} holds a run with other settings ({', '.join(diff)}); use another --out")
     if not result.exists():
@@ -135,6 +141,17 @@ def run(out: Path, name: str, overrides: list[str], *, checkpoint: Path, splits:
         record.write_text(json.dumps(args))
         train.main([*args, "--eval-only", "--zero-shot"] if zero_shot else args)
     return json.loads(result.read_text())
+
+
+def yaml_config() -> dict:
+    """model/configs/demo.yaml, the setting every run starts from."""
+    import yaml
+    return yaml.safe_load(CONFIG.read_text())
+
+
+def pair_hm(result: dict) -> float:
+    from model.evaluate import harmonic_mean
+    return harmonic_mean(result["base_top1"], result["novel_top1"])
 
 
 def summarise(results: list[dict]) -> dict:
@@ -240,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", help="extra training config overrides (key.sub=value)")
     a = ap.parse_args(argv)
     from tools import pretrain_clip
-    import yaml
-    cfg_epochs = yaml.safe_load(CONFIG.read_text())["train"]["epochs"]
+    cfg_epochs = yaml_config()["train"]["epochs"]
     if a.quick:
         a.seeds, a.train_sets, a.alphas, a.lambdas = [0], [1], [1.0], [8.0]
         a.epochs = a.epochs or 2

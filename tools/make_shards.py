@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
-from shards.convert import (DEFAULT_KEYFRAME_INTERVAL, SettingError, convert_dataset, merge,  # noqa: E402
+from shards.convert import (DEFAULT_KEYFRAME_INTERVAL, ORDERS, SettingError, convert_dataset, merge,  # noqa: E402
                             parse_part, parse_size)
 from shards.orphans import owned_tempdir, sweep_tempdirs  # noqa: E402
 from shards.sources import DATASETS  # noqa: E402
@@ -85,6 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--part", type=_checked(lambda t: (parse_part(t), t)[1], "part"), default=None,
                    help="I/N: convert the I-th of N deterministic parts")
     p.add_argument("--seed", type=int, default=0, help="order of samples within a split's shards")
+    p.add_argument("--order", choices=ORDERS, default="shuffled",
+                   help="shuffled (by --seed: classes mixed in every shard) or by-class (class after class, as "
+                        "datasets written folder by folder are; the worst case for a shuffle)")
     p.add_argument("--merge", action="store_true", help="only combine the manifests of finished --part runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_logging_flags(p)
@@ -120,7 +123,7 @@ def main(argv=None) -> int:
         summary = convert_dataset(
             args.dataset, args.root, args.out, workers=args.workers, codec=args.codec,
             short_side=args.short_side, fps=args.fps, shard_size=args.shard_size, splits=args.splits,
-            limit=args.limit, part=args.part, seed=args.seed, progress=not args.no_progress and not args.quiet,
+            limit=args.limit, part=args.part, seed=args.seed, order=args.order, progress=not args.no_progress and not args.quiet,
             keyframe_interval=args.keyframe_interval)
     finally:
         if scratch is not None:
