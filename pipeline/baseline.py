@@ -94,7 +94,8 @@ class PyAVClips(Dataset):
         T = cfg.num_frames
         idx = clip_indices(n, T, cfg.sampling, cfg.frame_stride, p.r[0, view * T:(view + 1) * T], cfg.train)
         # as the official code: normalise the full frames, then scale-jitter, crop and flip
-        clip = torch.from_numpy(decode_clip(data, idx, self.decoded_frames)).permute(0, 3, 1, 2).float()   # T x 3 x H x W
+        frames = decode_clip(data, idx, self.decoded_frames)
+        clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float()   # T x 3 x H x W
         clip = (clip / 255.0 - self.mean) / self.std
         h, w = clip.shape[-2:]
         s = float(p.short[0]) / min(h, w)

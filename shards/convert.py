@@ -434,8 +434,9 @@ def merge(out: str, wait_s: float = 0.0) -> tuple[pa.Table, pa.Table]:
     """Combine the fragments of all parts into `manifest.parquet`, `rejects.parquet` and `classes.parquet`.
 
     Rows are ordered by split (in the dataset's order), shard, then offset; rejects by split, then key.
-    Raises when a part is missing, or (after `wait_s` seconds) when another merge of `out` is running. The sort is Arrow's stable `sort_indices` on one combined chunk:
-    linear in the fragments (2000 fragments x 480 rows: see README, "Converting datasets").
+    Raises when a part is missing, or (after `wait_s` seconds) when another merge of `out` is running. The sort is
+    Arrow's stable `sort_indices` on one combined chunk: linear in the fragments (2000 fragments x 480 rows: see
+    README, "Converting datasets").
     """
     store = Store(out, tmp_name="_tmp/merge")
     if not store.exists(SETTINGS):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tool_module import run_quick
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -16,10 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_bench_fidelity_quick_prints_the_tables_and_the_gain(tmp_path):
     out = tmp_path / "fid"
-    r = subprocess.run([sys.executable, "tools/bench_fidelity.py", "--out", str(out), "--quick"], cwd=REPO,
-                       capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    text = r.stdout
+    text = run_quick("bench_fidelity", out)
     assert "| method | runs | base top-1 | novel top-1 | HM |" in text
     for row in ("| zero-shot | 1 |", "| fine-tuned (λ=0) | 1 |", "| FROSTER | 1 |", "| FROSTER α=1 | 1 |",
                 "| FROSTER λ=8 | 1 |", "| FROSTER visual-only distillation | 1 |",

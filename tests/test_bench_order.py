@@ -2,25 +2,18 @@
 shards by make_shards --order by-class, FROSTER trained in the three training orders through model/train.py
 (data.shuffle), each order's mixing measured on the loader's own plan, the table and the last line."""
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from tool_module import run_quick
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_bench_order_quick_prints_the_table_and_the_change(tmp_path):
     out = tmp_path / "order"
-    r = subprocess.run([sys.executable, "tools/bench_order.py", "--out", str(out), "--quick"], cwd=REPO,
-                       capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    text = r.stdout
+    text = run_quick("bench_order", out)
     for row in ("| exact permutation (sample) |", "| interleave |", "| shard order (control) |"):
         assert row in text, row
 

@@ -12,3 +12,15 @@ def load_tool(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_quick(name: str, out: Path) -> str:
+    """`python tools/NAME.py --out OUT --quick` from the repository root, offline; its stdout (fails the test
+    with the end of both streams when it exits non-zero)."""
+    import os
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, f"tools/{name}.py", "--out", str(out), "--quick"], cwd=TOOLS.parent,
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    return r.stdout

@@ -235,41 +235,55 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: in
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def world_arguments(description: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every world experiment shares (this tool's, tools/bench_order.py's)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--out", required=True, help="folder for everything (re-running resumes)")
-    ap.add_argument("--quick", action="store_true", help="reduced: 1 seed x 1 training set, 2 epochs, short "
-                    "pre-training, one ablation value each (the test's setting)")
+    ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--train-sets", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--epochs", type=int, default=None, help="default: the config's train.epochs")
-    ap.add_argument("--alphas", type=float, nargs="+", default=[0.01, 0.1, 1.0])
-    ap.add_argument("--lambdas", type=float, nargs="+", default=[0.5, 2.0, 8.0])
-    ap.add_argument("--distill-terms", nargs="*", default=["visual", "text"], choices=["visual", "text"],
-                    help="distillation-term ablations (model.distill_terms): visual-only, text-only")
-    ap.add_argument("--ablation-runs", type=int, default=None,
-                    help="ablations on the first N (seed, training set) pairs only (default: all)")
     ap.add_argument("--pretrain-steps", type=int, default=None)
     ap.add_argument("--pretrain-images", type=int, default=None)
     ap.add_argument("--groups", type=int, default=8, help="UCF groups per class (1 in 4 is the test split)")
     ap.add_argument("--clips", type=int, default=3, help="clips per group")
     ap.add_argument("--shots", type=int, default=8, help="training videos per base class per training set")
     ap.add_argument("overrides", nargs="*", help="extra training config overrides (key.sub=value)")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def world_settings(a: argparse.Namespace) -> tuple[Path, dict]:
+    """The output folder (made) and the experiment's shared keyword arguments from the parsed options;
+    `--quick` is 1 seed x 1 training set, 2 epochs, a short pre-training and a smaller world."""
     from tools import pretrain_clip
-    cfg_epochs = yaml_config()["train"]["epochs"]
     if a.quick:
-        a.seeds, a.train_sets, a.alphas, a.lambdas = [0], [1], [1.0], [8.0]
+        a.seeds, a.train_sets = [0], [1]
         a.epochs = a.epochs or 2
         a.pretrain_steps, a.pretrain_images = a.pretrain_steps or 30, a.pretrain_images or 300
         a.groups, a.clips, a.shots = 4, 1, 2
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    rep = experiment(out, seeds=a.seeds, train_sets=a.train_sets, epochs=a.epochs or cfg_epochs, alphas=a.alphas,
-                     lambdas=a.lambdas, pretrain_steps=a.pretrain_steps or pretrain_clip.DEFAULTS["steps"],
+    return out, dict(seeds=a.seeds, train_sets=a.train_sets, epochs=a.epochs or yaml_config()["train"]["epochs"],
+                     pretrain_steps=a.pretrain_steps or pretrain_clip.DEFAULTS["steps"],
                      pretrain_images=a.pretrain_images or pretrain_clip.DEFAULTS["images"], groups=a.groups,
-                     clips=a.clips, shots=a.shots, extra=a.overrides, ablation_runs=a.ablation_runs,
+                     clips=a.clips, shots=a.shots, extra=a.overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = world_arguments(__doc__.split("\n\n")[0], "reduced: 1 seed x 1 training set, 2 epochs, short "
+                         "pre-training, one ablation value each (the test's setting)")
+    ap.add_argument("--alphas", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    ap.add_argument("--lambdas", type=float, nargs="+", default=[0.5, 2.0, 8.0])
+    ap.add_argument("--distill-terms", nargs="*", default=["visual", "text"], choices=["visual", "text"],
+                    help="distillation-term ablations (model.distill_terms): visual-only, text-only")
+    ap.add_argument("--ablation-runs", type=int, default=None,
+                    help="ablations on the first N (seed, training set) pairs only (default: all)")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.alphas, a.lambdas = [1.0], [8.0]
+    out, settings = world_settings(a)
+    rep = experiment(out, **settings, alphas=a.alphas, lambdas=a.lambdas, ablation_runs=a.ablation_runs,
                      distill_terms=tuple(a.distill_terms))
     print()
     print(f"Base-to-novel on the generated world ({len(rep['base_classes'])} base, {len(rep['novel_classes'])} novel "

@@ -123,7 +123,8 @@ def main(argv=None) -> int:
         summary = convert_dataset(
             args.dataset, args.root, args.out, workers=args.workers, codec=args.codec,
             short_side=args.short_side, fps=args.fps, shard_size=args.shard_size, splits=args.splits,
-            limit=args.limit, part=args.part, seed=args.seed, order=args.order, progress=not args.no_progress and not args.quiet,
+            limit=args.limit, part=args.part, seed=args.seed, order=args.order,
+            progress=not args.no_progress and not args.quiet,
             keyframe_interval=args.keyframe_interval)
     finally:
         if scratch is not None:
