@@ -5,13 +5,13 @@ in the interleaved order and in shard order, over seeds x training sets.
     python tools/bench_order.py --out order_out          # resumes; --quick is the test's reduced setting
 
 The loader's default on object storage (`shuffle="auto"` -> `interleave`) approximates a global permutation: it
-mixes `interleave_shards` shards at a time. This tool measures whether that costs accuracy, in the worst layout: the
-world's videos are stored class after class (`make_shards --order by-class`), about one class a shard, and only
-`--interleave-shards` (default 2) are mixed, so a batch sees about half the classes it sees under an exact
-permutation (as `interleave` does at K400 scale on a store written class by class: 28.7 against 59.2 classes per
-64 samples, README "Scale"). The
+mixes `interleave_shards` shards at a time. This tool measures whether that costs accuracy, by default in the worst
+layout: the world's videos stored class after class (`make_shards --order by-class`), about one class a shard, and
+only `--interleave-shards` (default 2) mixed, so a batch of 16 sees 3 of the 4 base classes instead of 4 (at K400
+scale on a store written class by class, `interleave` sees 28.7 classes per 64 samples against 59.2: README,
+"Scale"). `--store-order shuffled` uses make_shards' own layout (classes mixed inside every shard) instead. The
 `shard` order (one shard after another, the worst mixing the loader offers) is the control: if it does not change
-accuracy either, the experiment cannot see an order effect at all, and says so.
+accuracy either, the experiment cannot see an order effect at all.
 
 Everything else is `tools/bench_fidelity.py`'s setting (the pre-trained world CLIP, model/configs/demo.yaml,
 FROSTER), run through make_shards -> make_splits -> DALI CPU -> model/train.py. Prints the mixing of each order
@@ -35,6 +35,7 @@ from tools import bench_fidelity as bf  # noqa: E402
 
 ORDERS = ("sample", "interleave", "shard")
 LABELS = {"sample": "exact permutation (sample)", "interleave": "interleave", "shard": "shard order (control)"}
+STORED = {"by-class": "class after class", "shuffled": "with classes mixed (make_shards' default)"}
 
 
 def classes_per_batch(split: Path, shuffle: str, interleave_shards: int, batch: int, seed: int) -> float:
@@ -53,14 +54,15 @@ def classes_per_batch(split: Path, shuffle: str, interleave_shards: int, batch: 
 
 
 def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: int, shard_size: str,
+               store_order: str = "by-class",
                interleave_shards: int, pretrain_steps: int, pretrain_images: int, groups: int, clips: int, shots: int,
                extra: list[str], orders: tuple[str, ...] = ORDERS, log=bf.say) -> dict:
     start = time.time()
     log("[1/3] pre-training the world CLIP (tools/pretrain_clip.py)")
     ckpt = bf.pretrained_clip(out, steps=pretrain_steps, images=pretrain_images, log=log)
-    log(f"[2/3] the base-to-novel world, stored class after class in shards of up to {shard_size}")
+    log(f"[2/3] the base-to-novel world, stored {STORED[store_order]} in shards of up to {shard_size}")
     info = bf.world_dataset(out, groups=groups, clips=clips, shots=shots, train_sets=max(3, *train_sets),
-                            shard_size=shard_size, order="by-class", log=log)
+                            shard_size=shard_size, order=store_order, log=log)
     splits = out / "splits"
     batch = int(next((o.split("=", 1)[1] for o in extra if o.startswith("train.global_batch=")),
                      bf.yaml_config()["train"]["global_batch"]))
@@ -82,6 +84,7 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: in
     change = (rows["interleave"]["hm"][0] - rows["sample"]["hm"][0]
               if "interleave" in rows and "sample" in rows else float("nan"))
     report = {"rows": rows, "classes_per_batch": mixing, "shards": info["shards"], "batch": batch,
+              "store_order": store_order,
               "interleave_shards": interleave_shards, "seeds": seeds, "train_sets": train_sets, "epochs": epochs,
               "interleave_hm_change": change, "wall_s": time.time() - start,
               "per_pair_hm": {o: [bf.pair_hm(r) for r in rs] for o, rs in results.items()}}
@@ -96,15 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard-size", default="192KB", help="make_shards --shard-size of the world store (about 24 "
                     "videos, about one class, a shard)")
     ap.add_argument("--interleave-shards", type=int, default=2, help="shards the interleaved order mixes")
+    ap.add_argument("--store-order", choices=sorted(STORED), default="by-class",
+                    help="make_shards --order of the world store: by-class (the worst case, default) or shuffled "
+                         "(make_shards' default: classes mixed in every shard)")
     a = ap.parse_args(argv)
     if a.quick:
         a.shard_size = "16KB"
         a.overrides += ["train.global_batch=4", "train.micro_batch=4"]    # 8 training videos: 2 batches
     out, settings = bf.world_settings(a)
-    rep = experiment(out, **settings, shard_size=a.shard_size, interleave_shards=a.interleave_shards,
+    rep = experiment(out, **settings, shard_size=a.shard_size, store_order=a.store_order,
+                     interleave_shards=a.interleave_shards,
                      orders=tuple(a.orders))
     print()
-    print(f"Training order on the generated world (FROSTER; {rep['shards']} shards written class after class; "
+    print(f"Training order on the generated world (FROSTER; {rep['shards']} shards written "
+          f"{STORED[rep['store_order']]}; "
           f"mean ± std over {len(a.seeds)} seed(s) x {len(a.train_sets)} training set(s), {rep['epochs']} epochs; "
           f"interleave mixes {rep['interleave_shards']} shards):")
     lines = ["| order | classes per batch of %d | runs | base top-1 | novel top-1 | HM |" % rep["batch"],
