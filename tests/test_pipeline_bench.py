@@ -26,10 +26,12 @@ def test_bench_loader_ends_on_a_split_smaller_than_one_batch(ucf101_shards):
 
 def test_bench_scale_prints_its_table_and_last_line(tmp_path):
     """A toy size, local only: the tool builds a real store, runs the loader in a fresh process and reports a
-    row with no files written and one pread per sample per epoch."""
+    row with no files written and one pread per sample per epoch; then trains on the split with model/train.py
+    and reports its first step and the steps it ran."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, str(REPO / "tools" / "bench_scale.py"), "--out", str(tmp_path), "--sizes", "40",
-                        "--shuffles", "auto", "--batches", "1", "--no-s3", "--baseline-max", "40"],
+                        "--shuffles", "auto", "--batches", "1", "--no-s3", "--baseline-max", "40",
+                        "--train-seconds", "3"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
@@ -38,6 +40,9 @@ def test_bench_scale_prints_its_table_and_last_line(tmp_path):
     base = next(line.split() for line in lines if line.split()[:3] == ["40", "local", "baseline"])
     assert base[6] == "1"                                         # the previous path wrote an index file
     assert lines[-1].startswith("epoch_setup_s_at_40: ") and float(lines[-1].split()[1]) > 0
+    # --train-seconds: model/train.py trained on the split (40 samples, 16 clips a step: 2 steps an epoch)
+    train = next(line.split() for line in lines if line.split()[:2] == ["40", "local"] and len(line.split()) == 6)
+    assert train[2] == "2" and float(train[3]) > 0 and int(train[4]) >= 1 and train[5] == "-"
 
 
 def test_bench_loader_times_real_footage_and_counts_decoded_frames(tmp_path):

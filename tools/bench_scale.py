@@ -12,6 +12,11 @@ maximum RSS); files written are those that appear in its private TMPDIR. "reques
 The baseline is the previous read path (per-epoch DALI index files + `fn.readers.webdataset`), run up to
 `--baseline-max` samples. Last line: `epoch_setup_s_at_240k: X`, the slower of local and S3 of set-up plus first
 batch at default settings (at the largest size run, named in the line if it is not 240k).
+
+`--train-seconds S` also trains on each size's split, from local disk and S3: `model/train.py` with
+`model/configs/demo.yaml` (a randomly initialised world CLIP as student and teacher, default loader settings), the
+split as `base2novel/scale/train_s1.parquet`, for S seconds after its first optimiser step, then killed. It prints
+the seconds from starting the process to that first step, the steps it ran and the S3 requests it made.
 """
 from __future__ import annotations
 
@@ -251,6 +256,52 @@ def child(args_list: list[str], env: dict) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def train_run(split: str, name: str, out: str, seconds: float, env: dict, s3) -> dict:
+    """model/train.py on `split` for `seconds` after its first step (see the module docstring)."""
+    import pyarrow.parquet as pq
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.join(out, "train-splits", name)
+    files = os.path.join(root, "base2novel", "scale")
+    os.makedirs(files, exist_ok=True)
+    shutil.copy(split, os.path.join(files, "train_s1.parquet"))
+    shutil.copy(os.path.join(os.path.dirname(split), "classes.parquet"), os.path.join(files, "classes.parquet"))
+    held_out = pq.read_table(split).slice(0, 24)          # evaluation is not what is measured here
+    for f in ("eval_base.parquet", "eval_novel.parquet"):
+        pq.write_table(held_out, os.path.join(files, f))
+    run_dir = os.path.join(out, "train-runs", name)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cmd = [sys.executable, os.path.join(repo, "model", "train.py"), "--config",
+           os.path.join(repo, "model", "configs", "demo.yaml"), f"output_dir={run_dir}", f"data.splits={root}",
+           "data.dataset=scale", "model.pretrained=null", "train.epochs=2", "train.warmup_epochs=1",
+           "data.frame_stride=2", "train.log_every=100000"]
+    if s3 is not None:
+        s3.counts(reset=True)
+    metrics = os.path.join(run_dir, "metrics.jsonl")
+    with open(os.path.join(out, f"train-{name}.log"), "w") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while not (os.path.exists(metrics) and os.path.getsize(metrics)) and proc.poll() is None:
+                time.sleep(0.05)
+            first = time.perf_counter() - start
+            if proc.poll() is None:
+                try:
+                    proc.wait(timeout=seconds)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            proc.kill()
+            proc.wait()
+    steps = sum(1 for _ in open(metrics)) if os.path.exists(metrics) else 0
+    r = {"name": name, "first_step_s": first if steps else float("nan"), "steps": steps, "seconds": seconds,
+         "requests": sum(s3.counts().values()) if s3 is not None else None}
+    with open(os.path.join(out, f"train-{name}.log")) as f:
+        said = [line for line in f if "training 2 epochs x" in line]
+    r["steps_per_epoch"] = int(said[0].split(" x ")[1].split()[0]) if said else None
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", help="work folder (the store is kept there and reused)")
@@ -262,6 +313,8 @@ def main() -> None:
     ap.add_argument("--s3-exact-max", type=int, default=10000,
                     help="above this size an exact permutation on S3 reports its planned requests (one per sample) "
                          "instead of reading a whole epoch")
+    ap.add_argument("--train-seconds", type=float, default=0,
+                    help="also train (model/train.py) on each split for this long after its first step (0: off)")
     ap.add_argument("--one", nargs=4, metavar=("SPLIT", "SHUFFLE", "BATCHES", "READ_EPOCH"), help=argparse.SUPPRESS)
     ap.add_argument("--one-baseline", nargs=1, metavar="SPLIT", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -315,6 +368,19 @@ def main() -> None:
                     r.update(samples=n, storage=where, config=name, server_requests=server)
                     rows.append(r)
                     print(_row(r), flush=True)
+        if args.train_seconds > 0:
+            print(f"\ntraining: model/train.py, demo.yaml, random world CLIP, default loader settings, "
+                  f"{args.train_seconds:g} s after the first step")
+            print(f"{'samples':>7} {'storage':<7} {'steps/epoch':>11} {'first step s':>12} {'steps run':>9} "
+                  f"{'S3 requests':>11}")
+            for n in sizes:
+                for where in ("local",) + (() if s3 is None else ("s3",)):
+                    split = os.path.join(args.out, "splits", f"{where}-{n}", "train.parquet")
+                    t = train_run(split, f"{where}-{n}", args.out, args.train_seconds, env,
+                                  s3 if where == "s3" else None)
+                    req = "-" if t["requests"] is None else str(t["requests"])
+                    print(f"{n:>7} {where:<7} {t['steps_per_epoch'] or '-':>11} {t['first_step_s']:>12.2f} "
+                          f"{t['steps']:>9} {req:>11}", flush=True)
     finally:
         if s3 is not None:
             s3.close()
