@@ -4,9 +4,7 @@ sample counted bad; an outage longer than the retry budget stops it with an erro
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from local_s3 import free_port
 
 from pipeline.loader import LoaderConfig, build_loader
 from shards.retry import StorageError
@@ -22,12 +21,6 @@ from shards.retry import StorageError
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(batch_size=2, num_frames=4, frame_stride=4, crop_size=32, short_side_range=(32, 40), num_threads=1,
              prefetch=1, io_threads=2, seed=4)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -71,7 +64,7 @@ class Server:
 def s3_store(ucf101_shards, monkeypatch):
     """The session's small shard store served by a private S3 server: (Server, s3 URL of the store)."""
     out, _ = ucf101_shards
-    port = _free_port()
+    port = free_port()
     for k, v in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
                  "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(k, v)

@@ -2,15 +2,13 @@
 wrong S3 credentials (a moto server that checks them), an unreachable endpoint, a read-only folder, a full disk."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import boto3
 import pytest
+from local_s3 import free_port, start_moto_server
 
 from shards.synthetic import make_hmdb51
 
@@ -21,12 +19,6 @@ SECRET = "wrongSECRETd0n0tPr1nt"
 def _tool(name, *args, env=None, prefix=()):
     return subprocess.run([*prefix, sys.executable, str(REPO / "tools" / name), *args], capture_output=True,
                           text=True, timeout=300, env=env)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _one_line(res, *needles):
@@ -46,22 +38,7 @@ def hmdb(tmp_path_factory):
 @pytest.fixture(scope="module")
 def strict_s3():
     """A moto server that checks credentials (after its first request, which creates the bucket)."""
-    port = _free_port()
-    exe = Path(sys.executable).with_name("moto_server")
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1"}
-    proc = subprocess.Popen([str(exe) if exe.exists() else "moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            break
-        except Exception:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"moto_server did not start on {url}")
-            time.sleep(0.2)
+    proc, url = start_moto_server({**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1"})
     boto3.client("s3", endpoint_url=url, aws_access_key_id="AKIAFIRST", aws_secret_access_key="first",
                  region_name="us-east-1").create_bucket(Bucket="strict")
     yield url
@@ -90,7 +67,7 @@ def test_wrong_s3_credentials_name_the_url_and_not_the_secret(strict_s3, hmdb):
 
 
 def test_unreachable_endpoint_names_it(hmdb):
-    endpoint = f"http://127.0.0.1:{_free_port()}"     # nothing listens there
+    endpoint = f"http://127.0.0.1:{free_port()}"     # nothing listens there
     env = _s3_env(endpoint)
     res = _tool("make_shards.py", "--dataset", "hmdb51", "--root", hmdb.root, "--out", "s3://nowhere/out",
                 "--workers", "1", "--no-progress", env=env)
