@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from train_data import make_dataset
+from train_data import make_dataset, write_tiny_config
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,16 +38,7 @@ def data(tmp_path_factory):
 
 
 def write_config(path: Path, data: Path, out: Path, **train) -> Path:
-    t = {"epochs": 3, "warmup_epochs": 1, "lr": 1.0e-3, "min_lr": 1.0e-5, "global_batch": 4, "micro_batch": 2,
-         "mixed_precision": "no", "log_every": 1, "progress": False, "keep_states": 2, **train}
-    path.write_text(json.dumps({  # JSON is YAML
-        "output_dir": str(out),
-        "model": {"clip": "frostline-tiny", "pretrained": None},
-        "data": {"splits": str(data / "splits"), "protocol": "base2novel", "dataset": "ucf101", "device": "cpu",
-                 "num_frames": 4, "frame_stride": 2, "crop_size": 64, "short_side_range": [64, 72],
-                 "num_views": 3, "num_threads": 1},
-        "train": t, "eval": {"batch_size": 5}}))
-    return path
+    return write_tiny_config(path, data / "splits", out, eval_batch=5, train={"epochs": 3, "keep_states": 2, **train})
 
 
 def run(args: list[str], timeout: int = 300, launcher: list[str] | None = None) -> subprocess.CompletedProcess:

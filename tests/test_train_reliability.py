@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from train_data import make_dataset
+from train_data import make_dataset, write_tiny_config
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,15 +43,7 @@ def data(tmp_path_factory):
 
 
 def write_config(path: Path, splits: Path, out: Path, **train) -> Path:
-    t = {"epochs": 2, "warmup_epochs": 1, "lr": 1.0e-3, "min_lr": 1.0e-5, "global_batch": 4, "micro_batch": 2,
-         "mixed_precision": "no", "log_every": 1, "progress": False, "average_from": 1, **train}
-    path.write_text(json.dumps({
-        "output_dir": str(out), "model": {"clip": "frostline-tiny", "pretrained": None},
-        "data": {"splits": str(splits), "protocol": "base2novel", "dataset": "ucf101", "device": "cpu",
-                 "num_frames": 4, "frame_stride": 2, "crop_size": 64, "short_side_range": [64, 72],
-                 "num_views": 3, "num_threads": 1},
-        "train": t, "eval": {"batch_size": 6}}))
-    return path
+    return write_tiny_config(path, splits, out, eval_batch=6, train={"epochs": 2, "average_from": 1, **train})
 
 
 def cli(args: list[str], timeout: int = 300, env: dict | None = None, launcher: list[str] | None = None):
@@ -292,6 +284,24 @@ def test_launch_configured_fsdp_must_agree_with_the_config(tmp_path):
     one_line_error(r, "configured for FSDP", "train.distributed='ddp'")
 
 
+def _kill_launcher_at_first_resume_point(args: list[str], env: dict, out: Path) -> tuple[list[int], int]:
+    """Start `accelerate launch` on `args` and SIGKILL the launcher alone as soon as the run's first resume point
+    (`out/checkpoints/latest.json`) is written: the ranks alive just before, and that resume point's step (a
+    12-step run must not have finished)."""
+    proc = subprocess.Popen(_launcher() + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    pointer = out / "checkpoints" / "latest.json"
+    deadline = time.time() + 400
+    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    ranks = [c for c in _children(proc.pid) if _alive(c)]
+    proc.send_signal(signal.SIGKILL)              # the launcher alone
+    proc.wait()
+    killed_at = json.loads(pointer.read_text())["global_step"]
+    assert killed_at < 12, "the run finished before it could be killed"
+    return ranks, killed_at
+
+
 @pytest.mark.slow
 def test_ranks_die_with_a_killed_launcher_and_the_run_resumes_exactly(data, tmp_path):
     """2 CPU processes under `accelerate launch`; SIGKILL of the launcher alone (what `kill -9 PID` or the OOM
@@ -306,22 +316,12 @@ def test_ranks_die_with_a_killed_launcher_and_the_run_resumes_exactly(data, tmp_
     out = tmp_path / "killed"
     cfg = write_config(tmp_path / "k.yaml", data / "splits", out, **extra)
     args = ["model/train.py", "--config", str(cfg), "--no-eval"]
-    proc = subprocess.Popen(_launcher() + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    pointer = out / "checkpoints" / "latest.json"
-    deadline = time.time() + 400
-    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    ranks = [c for c in _children(proc.pid) if _alive(c)]
-    proc.send_signal(signal.SIGKILL)              # the launcher alone
-    proc.wait()
+    ranks, killed_at = _kill_launcher_at_first_resume_point(args, env, out)
     assert len(ranks) == 2, ranks
     deadline = time.time() + 30
     while any(_alive(p) for p in ranks) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(_alive(p) for p in ranks), "ranks outlived their launcher"
-    killed_at = json.loads(pointer.read_text())["global_step"]
-    assert killed_at < 12, "the run finished before it could be killed"
 
     r = cli(args, env=env, launcher=_launcher(), timeout=600)   # rank 0 takes over the dead run's lock
     assert r.returncode == 0, r.stderr[-5000:]
@@ -360,16 +360,7 @@ def test_fsdp_run_killed_resumes_exactly_and_saves_the_full_optimiser_state(data
     out = tmp_path / "killed"
     cfg = write_config(tmp_path / "k.yaml", data / "splits", out, **extra)
     args = ["model/train.py", "--config", str(cfg), "--no-eval"]
-    proc = subprocess.Popen(_launcher() + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    pointer = out / "checkpoints" / "latest.json"
-    deadline = time.time() + 400
-    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)   # the launcher; its ranks die with it
-    proc.wait()
-    killed_at = json.loads(pointer.read_text())["global_step"]
-    assert killed_at < 12, "the run finished before it could be killed"
+    _, killed_at = _kill_launcher_at_first_resume_point(args, env, out)   # its ranks die with it
 
     r = cli(args, env=env, launcher=_launcher(), timeout=600)
     assert r.returncode == 0, r.stderr[-5000:]

@@ -25,3 +25,17 @@ def make_dataset(out: Path, *, num_classes: int, groups: int, clips: int, frames
     plan = splits.base2novel(m, shots=16, seed=seed, num_train_sets=1, class_names=prompts,
                              class_names_path=str(out / "class_names.json"))
     splits.write_plan(plan, str(split_dir))
+
+
+def write_tiny_config(path: Path, splits: Path, out: Path, *, eval_batch: int, train: dict) -> Path:
+    """A training config (JSON, which is YAML) for frostline-tiny on CPU over the dataset's split files: 4 frames
+    of 64², 3 test views, no mixed precision, a log record every step; `train` adds to or overrides the recipe."""
+    t = {"warmup_epochs": 1, "lr": 1.0e-3, "min_lr": 1.0e-5, "global_batch": 4, "micro_batch": 2,
+         "mixed_precision": "no", "log_every": 1, "progress": False, **train}
+    path.write_text(json.dumps({
+        "output_dir": str(out), "model": {"clip": "frostline-tiny", "pretrained": None},
+        "data": {"splits": str(splits), "protocol": "base2novel", "dataset": "ucf101", "device": "cpu",
+                 "num_frames": 4, "frame_stride": 2, "crop_size": 64, "short_side_range": [64, 72],
+                 "num_views": 3, "num_threads": 1},
+        "train": t, "eval": {"batch_size": eval_batch}}))
+    return path
