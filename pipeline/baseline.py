@@ -108,6 +108,14 @@ class PyAVClips(Dataset):
         return clip, int(t.label[i])
 
 
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of a live process, all its threads, from /proc (Linux): how the benchmarks charge the CPU
+    time of the DataLoader worker processes to the baseline."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def build_baseline(split: str, cfg: LoaderConfig, num_workers: int | None = None, epoch: int = 0) -> DataLoader:
     """A torch DataLoader over the same split, `num_workers` processes decoding with PyAV (default: all cores)."""
     table = load(split, shards=cfg.shards, manifest_split=cfg.manifest_split)

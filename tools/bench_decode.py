@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from pipeline.baseline import decode_clip  # noqa: E402
+from pipeline.baseline import decode_clip, process_cpu_s  # noqa: E402
 from pipeline.sampling import CLIP_MEAN, CLIP_STD, batch_rng, clip_indices, draw_batch_params  # noqa: E402
 from shards import fmp4  # noqa: E402
 from shards.footage import footage_path  # noqa: E402
@@ -168,7 +168,7 @@ def pyav_rows(streams, args, train: bool):
     workers = getattr(it, "_workers", [])
 
     def cpu():
-        return time.process_time() + sum(_proc_cpu(w.pid) for w in workers)
+        return time.process_time() + sum(process_cpu_s(w.pid) for w in workers)
 
     t0, c0 = time.perf_counter(), cpu()
     for _ in range(args.batches):
@@ -185,12 +185,6 @@ def pyav_rows(streams, args, train: bool):
                 decoded += view.max() - key[np.searchsorted(key, view.min(), side="right") - 1] + 1
     del it, loader
     return args.batches * ds.per_batch, wall, used, float(decoded)
-
-
-def _proc_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline.baseline import build_baseline  # noqa: E402
+from pipeline.baseline import build_baseline, process_cpu_s  # noqa: E402
 from pipeline.loader import LoaderConfig, build_loader  # noqa: E402
 from shards.transcode import DEFAULT_KEYFRAME_INTERVAL  # noqa: E402
 
@@ -70,13 +70,6 @@ def timed(batches, n: int, warmup: int, cpu, decoded) -> tuple[int, float, float
         b = next(it)
         clips += (b.clips if hasattr(b, "clips") else b[0]).shape[0]
     return clips, time.perf_counter() - start, cpu() - cpu0, decoded() - dec0
-
-
-def proc_cpu(pid: int) -> float:
-    """utime + stime of a live process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class EmptyEpoch(ValueError):
@@ -161,7 +154,7 @@ def main() -> None:
 
         def baseline_cpu():
             workers = getattr(iters[-1], "_workers", []) if iters else []
-            return time.process_time() + sum(proc_cpu(w.pid) for w in workers)
+            return time.process_time() + sum(process_cpu_s(w.pid) for w in workers)
 
         try:
             results.append(("pyav dataloader", "cpu", args.workers,
