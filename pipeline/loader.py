@@ -10,7 +10,7 @@ a loader reads only the split file, so an epoch costs the bytes it reads. Becaus
 keys, view indices and validity come from the plan, and resuming at batch b means reading the plan from row
 b * batch_size on.
 
-Storage faults are retried (`shards.retry`) and never blamed on a sample. A sample whose bytes arrive but do not
+Storage faults are retried (`shards.storage.retry`) and never blamed on a sample. A sample whose bytes arrive but do not
 decode is found by decoding the failing batch's samples one at a time (each read again, so storage is known
 healthy) and replaced for the rest of the run; it is counted and named in `stats`, never a crash. Bytes that are
 not what the split row says (another sample's key, a wrong `.lbl`) are an error naming the key; samples past the

@@ -11,7 +11,7 @@ The loader knows every epoch's order up front (`pipeline.order`), so the reads a
   use to its last in the plan; `chunk_plan` computes that memory in advance and the loader falls back to
   per-sample reads when it would exceed the buffer budget. Never a HEAD, never a listing per sample.
 
-Every read goes through `shards.retry.retry`: a storage fault is waited out (it never marks a sample bad), and a
+Every read goes through `shards.storage.retry.retry`: a storage fault is waited out (it never marks a sample bad), and a
 fault that outlasts the budget stops the run with an error naming the URL. The bytes are checked before DALI sees
 them (`unpack`): each member's tar header must name the split row's key, its checksum must hold, and the span must
 hold `.mp4`, `.lbl` and `.nfr`. A span that does not is `ShardDataError` (an error naming the key, never a
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shards.retry import retry
+from shards.storage.retry import retry
 from shards.storage import is_remote
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,9 @@ def check(span, table, row: int, urls: list[str]) -> Sample:
 
 
 class ShardFiles:
-    """Byte ranges of a set of shards (local paths or s3:// URLs), every read retried through `shards.retry`.
+    """Byte ranges of a set of shards (local paths or s3:// URLs), every read retried through `shards.storage.retry`.
 
-    Counts what it does (`requests`, `bytes`), so tests and `tools/bench_scale.py` can hold it to its plan."""
+    Counts what it does (`requests`, `bytes`), so tests and `tools/bench/scale.py` can hold it to its plan."""
 
     def __init__(self, urls: list[str], retry_s: float | None = None, timeout_s: float = 60.0):
         self.urls, self.retry_s = list(urls), retry_s
@@ -138,7 +138,7 @@ class ShardFiles:
             if len(protocols) != 1 or any(not is_remote(u) for u in self.urls):
                 raise ValueError(f"shards must all be local or all on one object store, got {sorted(protocols)}")
             proto = protocols.pop()
-            # one retry mechanism: the client's own retries are off, `shards.retry` waits out faults and logs them.
+            # one retry mechanism: the client's own retries are off, `shards.storage.retry` waits out faults and logs them.
             # The client is cached per (endpoint, timeout): creating one costs seconds, loaders are built often.
             opts = {"config_kwargs": {"connect_timeout": timeout_s, "read_timeout": timeout_s,
                                       "retries": {"max_attempts": 1, "mode": "standard"}}} if proto == "s3" else {}

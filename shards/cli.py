@@ -26,7 +26,7 @@ The API is small and stable; tools and model CLIs import exactly these:
       holds another conversion);
     * `FileNotFoundError`, `PermissionError`, `IsADirectoryError`, `NotADirectoryError`, a full disk (ENOSPC)
       or read-only filesystem (EROFS);
-    * `StorageError` (shards.retry): storage unreachable for the whole retry budget, naming the URL;
+    * `StorageError` (shards.storage.retry): storage unreachable for the whole retry budget, naming the URL;
     * object storage: wrong credentials (`PermissionError`/access denied from s3fs or botocore) naming
       the URL, an unreachable endpoint (connection refused, DNS, timeouts);
     * broken YAML (`yaml.YAMLError`), naming the file and line from the parser's mark.
@@ -134,7 +134,7 @@ def describe(exc: BaseException) -> str | None:
     if isinstance(exc, Failure):
         return str(exc)
     if isinstance(exc, (ValueError, OSError)) and _project_class(exc):
-        return str(exc)   # frostline's own: bad input, or storage that stayed unreachable (shards.retry)
+        return str(exc)   # frostline's own: bad input, or storage that stayed unreachable (shards.storage.retry)
     try:
         import yaml
     except ImportError:  # pragma: no cover - pyyaml is a dependency

@@ -11,10 +11,10 @@ skips the records of done shards and resumes with the next shard, exactly where 
 would be. `--part I/N` keeps the records whose key hashes to I and numbers its shards I-1, I-1+N, ...,
 so N machines write disjoint shards into one `--out`; the last part to finish (or `merge`) writes the manifests.
 
-One live run per part: each part holds the lock `_work/part-I-of-N.lock` (see `shards.lock`: host, PID, start
+One live run per part: each part holds the lock `_work/part-I-of-N.lock` (see `shards.storage.lock`: host, PID, start
 time; a lock left by a killed run is taken over), and `merge` holds `_work/merge.lock`. The lock is taken
 before anything is written, so a refused run changes nothing. Worker processes die with their parent
-(`shards.orphans`), and a run first removes the scratch files its killed predecessor left.
+(`shards.storage.orphans`), and a run first removes the scratch files its killed predecessor left.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ import pyarrow.compute as pc
 
 from . import manifest as mf
 from .cli import Failure
-from .lock import RunLock
-from .orphans import die_with_parent
+from .storage.lock import RunLock
+from .storage.orphans import die_with_parent
 from .records import VideoRecord
 from .sources import load
 from .storage import Store

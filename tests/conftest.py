@@ -51,8 +51,8 @@ def s3_bucket(s3_endpoint, request):
 
 @pytest.fixture(scope="session")
 def synthetic_ucf101(tmp_path_factory):
-    """A tiny UCF101-layout dataset with every quirk (see shards.synthetic.make_ucf101); a `Synthetic`."""
-    from shards.synthetic import make_ucf101
+    """A tiny UCF101-layout dataset with every quirk (see shards.generated.synthetic.make_ucf101); a `Synthetic`."""
+    from shards.generated.synthetic import make_ucf101
 
     return make_ucf101(str(tmp_path_factory.mktemp("ucf101_src")), num_classes=4, groups=4, clips=1)
 
@@ -71,7 +71,7 @@ def ucf101_shards(synthetic_ucf101, tmp_path_factory):
 def learnable_ucf101_shards(tmp_path_factory):
     """A learnable UCF101-layout dataset (8 visually distinct classes, 8 groups) converted to shards: out folder."""
     from shards.convert import convert_dataset
-    from shards.synthetic import make_ucf101
+    from shards.generated.synthetic import make_ucf101
 
     src = str(tmp_path_factory.mktemp("learnable_src"))
     make_ucf101(src, num_classes=8, groups=8, clips=1, learnable=True, quirks=False, num_frames=40)

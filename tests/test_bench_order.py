@@ -1,4 +1,4 @@
-"""tools/bench_order.py end to end on the reduced setting (--quick): the world stored class after class in small
+"""tools/bench/order.py end to end on the reduced setting (--quick): the world stored class after class in small
 shards by make_shards --order by-class, FROSTER trained in the three training orders through model/train.py
 (data.shuffle), each order's mixing measured on the loader's own plan, the table and the last line."""
 import json
@@ -13,7 +13,7 @@ from tool_module import run_quick
 @pytest.mark.slow
 def test_bench_order_quick_prints_the_table_and_the_change(tmp_path):
     out = tmp_path / "order"
-    text = run_quick("bench_order", out)
+    text = run_quick("bench/order", out)
     for row in ("| exact permutation (sample) |", "| interleave |", "| shard order (control) |"):
         assert row in text, row
 

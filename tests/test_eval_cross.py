@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def build(root: Path) -> Path:
-    from shards import splits, synthetic
+    from shards import splits
+    from shards.generated import synthetic
     from shards.convert import convert_dataset
     synthetic.make_kinetics(str(root / "k400_raw"), num_classes=3, per_class=3, test=0, quirks=False)
     synthetic.make_ucf101(str(root / "ucf_raw"), num_classes=3, groups=4, clips=1, num_frames=24, quirks=False,

@@ -15,7 +15,7 @@ from pipeline.loader import LoaderConfig, build_loader
 from pipeline.reader import ShardDataError
 from shards.index import parse_index
 from shards.storage import Store
-from shards.synthetic import vp9_mp4
+from shards.generated.synthetic import vp9_mp4
 from shards.writer import ShardBuilder, sample_members
 
 SMALL = dict(batch_size=2, num_frames=4, frame_stride=2, crop_size=24, short_side_range=(24, 28), num_threads=1,

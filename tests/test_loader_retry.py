@@ -1,4 +1,4 @@
-"""The one retry mechanism (`shards.retry`): transient storage faults are waited out, others raised at once,
+"""The one retry mechanism (`shards.storage.retry`): transient storage faults are waited out, others raised at once,
 and a fault that outlasts the budget stops with an error that names the URL and the cause."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shards.retry import StorageError, budget_from_env, is_transient, retry
+from shards.storage.retry import StorageError, budget_from_env, is_transient, retry
 
 
 def _refused_port() -> int:

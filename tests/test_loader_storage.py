@@ -16,7 +16,7 @@ import torch
 from local_s3 import free_port
 
 from pipeline.loader import LoaderConfig, build_loader
-from shards.retry import StorageError
+from shards.storage.retry import StorageError
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(batch_size=2, num_frames=4, frame_stride=4, crop_size=32, short_side_range=(32, 40), num_threads=1,
@@ -99,7 +99,7 @@ def _same(a: list, b: list) -> None:
 
 
 def _retried(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "shards.retry"]
+    return [r.getMessage() for r in caplog.records if r.name == "shards.storage.retry"]
 
 
 @pytest.mark.parametrize("shuffle", ["sample", "interleave"])

@@ -24,7 +24,7 @@ from pipeline.loader import LoaderConfig, build_loader
 from pipeline.sampling import (CLIP_MEAN, CLIP_STD, batch_rng, clip_indices, dense_indices, draw_batch_params,
                                flip_changes_label, segment_indices, window_length)
 from shards.index import build_index, parse_index
-from shards.synthetic import vp9_mp4
+from shards.generated.synthetic import vp9_mp4
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(batch_size=4, num_frames=4, frame_stride=4, crop_size=32, short_side_range=(32, 40), num_threads=1)
@@ -38,7 +38,7 @@ def ucf(tmp_path_factory):
     """A tiny UCF101 converted by the shard store, plus base-to-novel split files made by `shards.splits`."""
     from shards.convert import convert_dataset
     from shards.splits import Manifest, base2novel, write_plan
-    from shards.synthetic import make_ucf101
+    from shards.generated.synthetic import make_ucf101
 
     root = tmp_path_factory.mktemp("ucf")
     make_ucf101(str(root / "src"), num_classes=4, groups=4, clips=2, width=64, height=48, num_frames=36, seed=1)
@@ -483,7 +483,7 @@ def test_tools_show_batch_and_bench_loader(ucf, tmp_path):
     assert Image.open(out).size == (3 * 32, 2 * (32 + 14))
     classes = pq.read_table(str(Path(ucf["train"]).parent / "classes_base.parquet")).column("class_name").to_pylist()
     assert any(c in r.stdout for c in classes)
-    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench_loader.py"), "--split", ucf["store"], "--device", "cpu",
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench" / "loader.py"), "--split", ucf["store"], "--device", "cpu",
                         "--batches", "2", "--warmup", "1", "--batch-size", "2", "--num-frames", "4", "--frame-stride", "4",
                         "--crop-size", "32", "--workers", "1"], capture_output=True, text=True, env=env, timeout=180)
     assert r.returncode == 0, r.stderr
@@ -514,7 +514,7 @@ def long_ucf(tmp_path_factory):
     """100-frame videos (7 fragments of 16 frames) converted by the shard store, and a split file over them."""
     from shards.convert import convert_dataset
     from shards.splits import Manifest, base2novel, write_plan
-    from shards.synthetic import make_ucf101
+    from shards.generated.synthetic import make_ucf101
 
     root = tmp_path_factory.mktemp("long")
     make_ucf101(str(root / "src"), num_classes=2, groups=4, clips=1, width=64, height=48, num_frames=100,

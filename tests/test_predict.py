@@ -13,7 +13,7 @@ import torch
 
 from model.clip import build_clip, export_clip
 from pipeline import files
-from shards import synthetic
+from shards.generated import synthetic
 
 
 predict = load_tool("predict")

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from shards.manifest import read_manifest
-from shards.synthetic import make_hmdb51
+from shards.generated.synthetic import make_hmdb51
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "make_shards.py")

@@ -8,7 +8,7 @@ import pytest
 from shards.convert import convert_dataset, merge, parse_part, parse_size
 from shards.manifest import read_manifest, read_rejects
 from shards.storage import Store
-from shards.synthetic import make_hmdb51, make_kinetics, make_ssv2, make_ucf101
+from shards.generated.synthetic import make_hmdb51, make_kinetics, make_ssv2, make_ucf101
 from shards_checks import check_store, dali_frame_counts, probe
 
 MAKERS = {"ucf101": make_ucf101, "hmdb51": make_hmdb51, "k400": make_kinetics, "ssv2": make_ssv2}

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from local_s3 import free_port, start_moto_server
 
-from shards.synthetic import make_hmdb51
+from shards.generated.synthetic import make_hmdb51
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "wrongSECRETd0n0tPr1nt"

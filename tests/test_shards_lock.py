@@ -10,14 +10,14 @@ import time
 
 import pytest
 
-from shards.lock import LockHeld, RunLock
+from shards.storage.lock import LockHeld, RunLock
 from shards.manifest import read_manifest
-from shards.orphans import pid_alive, process_start, sweep_tempdirs
-from shards.synthetic import make_hmdb51
+from shards.storage.orphans import pid_alive, process_start, sweep_tempdirs
+from shards.generated.synthetic import make_hmdb51
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "make_shards.py")
-HOLD = ("import sys, time; from shards.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+HOLD = ("import sys, time; from shards.storage.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
         "print('held', flush=True); time.sleep(120)")
 
 

@@ -6,8 +6,10 @@ from shards import manifest as mf
 from shards.convert import merge
 from shards.storage import Store
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-from bench_merge import SPLITS, merge_baseline, write_fragments  # noqa: E402
+from tool_module import load_tool
+
+_bench = load_tool("bench/merge")
+SPLITS, merge_baseline, write_fragments = _bench.SPLITS, _bench.merge_baseline, _bench.write_fragments
 
 
 def test_merge_of_many_fragments_is_byte_identical_to_the_python_sort(tmp_path):
@@ -27,7 +29,7 @@ def test_merge_of_many_fragments_is_byte_identical_to_the_python_sort(tmp_path):
 def test_bench_merge_prints_its_table():
     import subprocess
 
-    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "bench_merge.py")
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "bench", "merge.py")
     res = subprocess.run([sys.executable, tool, "--fragments", "4,8", "--rows", "10", "--baseline-max", "4"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

@@ -11,7 +11,7 @@ import pytest
 from shards.convert import convert_dataset
 from shards.index import build_index
 from shards.manifest import read_manifest, read_rejects
-from shards.synthetic import make_ucf101
+from shards.generated.synthetic import make_ucf101
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

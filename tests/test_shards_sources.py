@@ -6,7 +6,7 @@ import pytest
 
 from shards.records import KEY_RE, LayoutError, make_key
 from shards.sources import load
-from shards.synthetic import make_hmdb51, make_kinetics, make_ssv2, make_ucf101
+from shards.generated.synthetic import make_hmdb51, make_kinetics, make_ssv2, make_ucf101
 
 
 def _write(path, text, newline="\n"):

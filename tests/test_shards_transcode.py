@@ -5,7 +5,7 @@ import av
 import numpy as np
 import pytest
 
-from shards.synthetic import render, write_audio_only, write_broken, write_video
+from shards.generated.synthetic import render, write_audio_only, write_broken, write_video
 from shards.transcode import DEFAULT_KEYFRAME_INTERVAL, EncodeOptions, VideoError, target_size, transcode
 from shards_checks import probe
 

@@ -11,7 +11,7 @@ import pytest
 from shards.convert import convert_dataset
 from shards.index import parse_index
 from shards.manifest import read_manifest
-from shards.synthetic import make_hmdb51
+from shards.generated.synthetic import make_hmdb51
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "verify_shards.py")

@@ -22,7 +22,8 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
-from shards import splits, synthetic
+from shards import splits
+from shards.generated import synthetic
 from shards.convert import convert_dataset
 from shards.index import parse_index, subset_index
 

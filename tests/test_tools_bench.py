@@ -18,7 +18,7 @@ def run_tool(*args: str) -> str:
 
 @pytest.mark.slow
 def test_bench_shards_prints_one_row_per_setting():
-    out = run_tool("tools/bench_shards.py", "--videos", "1", "--seconds", "4", "--size", "96x72",
+    out = run_tool("tools/bench/shards.py", "--videos", "1", "--seconds", "4", "--size", "96x72",
                    "--intervals", "8,16", "--codecs", "vp9,h264", "--clips", "2")
     rows = [line.split() for line in out.splitlines() if line.startswith(("vp9", "h264"))]
     assert [(r[0], r[1]) for r in rows] == [("vp9", "8"), ("vp9", "16"), ("h264", "8"), ("h264", "16")]
@@ -29,7 +29,7 @@ def test_bench_shards_prints_one_row_per_setting():
 
 @pytest.mark.slow
 def test_bench_train_prints_modes_and_speedup_last():
-    out = run_tool("tools/bench_train.py", "--steps", "1", "--warmup", "0", "--batch", "1", "--frames", "2",
+    out = run_tool("tools/bench/train.py", "--steps", "1", "--warmup", "0", "--batch", "1", "--frames", "2",
                    "--classes", "4", "--model", "frostline-tiny", "--modes", "reference,ours")
     lines = out.strip().splitlines()
     assert any(line.startswith("reference ") for line in lines) and any(line.startswith("ours ") for line in lines)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from shards import world as w
-from shards.world import Scene
+from shards.generated import world as w
+from shards.generated.world import Scene
 
 W = H = 32
 T = 16

@@ -8,7 +8,8 @@ TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"frostline_tool_{name}", TOOLS / f"{name}.py")
+    """`name` is a path under tools/ without `.py`: "predict", "bench/merge"."""
+    spec = importlib.util.spec_from_file_location(f"frostline_tool_{name.replace('/', '_')}", TOOLS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -11,7 +11,8 @@ def make_dataset(out: Path, *, num_classes: int, groups: int, clips: int, frames
                  seed: int = 0) -> None:
     """Videos under OUT/raw, shards under OUT/shards, split files under OUT/splits (16 shots, one training set).
     Each class's prompt spells its attributes ("red circle moving left"), so class texts share words."""
-    from shards import splits, synthetic
+    from shards import splits
+    from shards.generated import synthetic
     from shards.convert import convert_dataset
 
     out = Path(out)

@@ -6,7 +6,7 @@
 
 1. A tiny CLIP is pre-trained on captioned frames of the world (tools/pretrain_clip.py; cached under OUT/clip).
 2. A base-to-novel dataset of colour+shape+motion classes is generated in UCF101's layout with FROSTER's published
-   split lists (shards/world.py), converted by make_shards and split by make_splits (--from-split-files): 4 base
+   split lists (shards/generated/world.py), converted by make_shards and split by make_splits (--from-split-files): 4 base
    classes with a narrow vocabulary ("red square moving left", "blue triangle spinning", ...); every novel class name
    consists of words pre-training saw but no base class name contains ("yellow circle growing"; "moving" aside).
 3. Every method runs through model/train.py with model/configs/demo.yaml, from the same pre-trained CLIP (student
@@ -68,7 +68,8 @@ def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets:
                   log=say) -> dict:
     """Generate -> make_shards (`shard_size`, `order`) -> make_splits (skipping what is done); returns the class
     lists and the number of shards."""
-    from shards import splits, world
+    from shards import splits
+    from shards.generated import world
     from shards.convert import convert_dataset
 
     raw, store, split_dir = out / "raw", out / "shards", out / "splits"
@@ -240,7 +241,7 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: in
 
 
 def world_arguments(description: str, quick_help: str) -> argparse.ArgumentParser:
-    """The options every world experiment shares (this tool's, tools/bench_order.py's)."""
+    """The options every world experiment shares (this tool's, tools/bench/order.py's)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--out", required=True, help="folder for everything (re-running resumes)")
     ap.add_argument("--quick", action="store_true", help=quick_help)

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
 from shards.convert import (DEFAULT_KEYFRAME_INTERVAL, ORDERS, SettingError, convert_dataset, merge,  # noqa: E402
                             parse_part, parse_size)
-from shards.orphans import owned_tempdir, sweep_tempdirs  # noqa: E402
+from shards.storage.orphans import owned_tempdir, sweep_tempdirs  # noqa: E402
 from shards.sources import DATASETS  # noqa: E402
 
 DEMO_PREFIX = "frostline-make-shards-"
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         return 0
     scratch = None
     if args.dataset is None and args.root is None:
-        from shards.synthetic import make_ucf101
+        from shards.generated.synthetic import make_ucf101
 
         sweep_tempdirs(DEMO_PREFIX)     # the generated datasets of killed runs
         scratch = owned_tempdir(DEMO_PREFIX)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Pre-train a tiny CLIP on captioned frames of the generated world (shards/world.py), image-text only.
+"""Pre-train a tiny CLIP on captioned frames of the generated world (shards/generated/world.py), image-text only.
 
     python tools/pretrain_clip.py --out world_clip.pt                 # defaults: a few minutes on 2 CPU cores
 
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from shards import world  # noqa: E402
+from shards.generated import world  # noqa: E402
 
 MODEL = "frostline-world"
 # (colour, shape) pairs pre-training never shows: one per colour, every shape held out at least once

@@ -354,7 +354,7 @@ def make_b2n_ucf101(root: str, base: list[WorldClass], novel: list[WorldClass], 
     """UCF101 layout (`UCF-101/<Class>/v_<Class>_gXX_cYY.avi`, `ucfTrainTestlist/`) plus FROSTER's published
     base-to-novel lists (`zs_label_db/B2N_ucf101/`): base classes train on `shots` split-1 training videos each
     (a different draw per training set), base and novel evaluate on the split-1 test groups."""
-    from shards.synthetic import write_video  # the same encoder as the other generated datasets
+    from shards.generated.synthetic import write_video  # the same encoder as the other generated datasets
 
     classes = list(base) + list(novel)
     if len({c.name for c in classes}) != len(classes):

@@ -7,7 +7,7 @@ stored stream with PyAV and, for VP9, with DALI's CPU decoder on the stream cut 
 clip, as the pipeline does. Test videos are generated (moving
 shapes over a moving noise texture), so absolute bytes are lower than for real footage.
 
-    python tools/bench_shards.py --videos 4 --seconds 10 --size 340x256 --intervals 8,16,32
+    python tools/bench/shards.py --videos 4 --seconds 10 --size 340x256 --intervals 8,16,32
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from shards.synthetic import render, write_video  # noqa: E402
+from shards.generated.synthetic import render, write_video  # noqa: E402
 from shards.transcode import EncodeOptions, fragment_table, quiet_ffmpeg, transcode  # noqa: E402
 
 

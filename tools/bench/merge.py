@@ -8,7 +8,7 @@ process, the CPU figure being the one that holds on a busy machine) with today's
 the baseline: the same reads, then Python's `sorted` with a per-row `.as_py()` key on the many-chunk table
 (the code before issue 15). Both must give byte-identical `manifest.parquet` and `rejects.parquet`.
 
-    python tools/bench_merge.py --fragments 500,1000,2000 --rows 480 [--baseline-max 2000]
+    python tools/bench/merge.py --fragments 500,1000,2000 --rows 480 [--baseline-max 2000]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from shards import manifest as mf  # noqa: E402
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
@@ -123,4 +123,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, prog="bench_merge"))
+    sys.exit(run(main, prog="bench/merge"))

@@ -2,7 +2,7 @@
 """Does the training order change accuracy? FROSTER on the generated world, trained in an exact global permutation,
 in the interleaved order and in shard order, over seeds x training sets.
 
-    python tools/bench_order.py --out order_out          # resumes; --quick is the test's reduced setting
+    python tools/bench/order.py --out order_out          # resumes; --quick is the test's reduced setting
 
 The loader's default on object storage (`shuffle="auto"` -> `interleave`) approximates a global permutation: it
 mixes `interleave_shards` shards at a time. This tool measures whether that costs accuracy, by default in the worst
@@ -28,7 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tools import bench_fidelity as bf  # noqa: E402

@@ -31,8 +31,8 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from . import storage
-from .cli import Failure
+from shards import storage
+from shards.cli import Failure
 from .orphans import pid_alive, process_start
 
 log = logging.getLogger(__name__)

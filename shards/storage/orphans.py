@@ -8,7 +8,7 @@
 - `owned_tempdir(prefix)` / `sweep_tempdirs(prefix)`: temp folders named `{prefix}{pid}-...`; the sweep
   removes those whose process is dead on this host, so a killed run's folder is cleaned by the next run.
 - `pid_alive(pid, start=None)` and `process_start(pid)`: a PID is only the same process if its start time
-  (`/proc/PID/stat`, field 22) matches, which guards against PID reuse. Used by `shards.lock`.
+  (`/proc/PID/stat`, field 22) matches, which guards against PID reuse. Used by `shards.storage.lock`.
 """
 from __future__ import annotations
 

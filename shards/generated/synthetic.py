@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 
-from .sources.ssv2 import class_of
+from shards.sources.ssv2 import class_of
 
 COLOURS = {"Red": (220, 40, 40), "Green": (40, 200, 60), "Blue": (50, 90, 235), "Yellow": (235, 215, 40),
            "Purple": (165, 60, 210), "Cyan": (40, 205, 215), "White": (240, 240, 240), "Orange": (240, 140, 30)}

@@ -16,7 +16,7 @@ S3 is reached through fsspec/s3fs, which takes the endpoint and credentials from
 variables (including `AWS_ENDPOINT_URL`). A local file is written under a temporary name and renamed;
 an S3 object only becomes visible when its upload completes.
 
-Every call on object storage goes through `shards.retry` (one retry mechanism for the project): a transient
+Every call on object storage goes through `shards.storage.retry` (one retry mechanism for the project): a transient
 fault (connection refused or reset, timeouts, 5xx, SlowDown) is retried with backoff for FROSTLINE_IO_RETRY_S
 seconds (default 600), then a `StorageError` names the URL and the cause. A missing object, denied access or a
 bug is raised at once.
@@ -91,7 +91,7 @@ def _fresh(fs, path: str, url: str) -> None:
 
 
 def _remote(call, url: str, what: str):
-    """Run one storage call; on object storage through the shared retry policy (`shards.retry`: transient
+    """Run one storage call; on object storage through the shared retry policy (`shards.storage.retry`: transient
     faults are retried with backoff for FROSTLINE_IO_RETRY_S seconds, then a StorageError names the URL)."""
     return retry(call, what=f"{what} {url}") if is_remote(url) else call()
 

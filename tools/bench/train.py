@@ -1,7 +1,7 @@
 """Time FROSTER training steps: our implementation vs a reference mode with the official code's costs.
 
-    python tools/bench_train.py                                   # small CPU config
-    python tools/bench_train.py --model ViT-B-16 --device gpu --batch 8 --frames 8 --classes 400
+    python tools/bench/train.py                                   # small CPU config
+    python tools/bench/train.py --model ViT-B-16 --device gpu --batch 8 --frames 8 --classes 400
 
 Reference mode: the teacher's text re-encoded every step, 77-token context, fp16 autocast with GradScaler,
 explicit (non-SDPA) temporal attention, for-each AdamW. Every mode runs in its own process (FLOPs, clean peak
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
