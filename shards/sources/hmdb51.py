@@ -44,6 +44,9 @@ def read(root: str) -> DatasetIndex:
                 parts = line.rsplit(None, 1)
                 if len(parts) != 2 or parts[1] not in MEMBERSHIP:
                     raise LayoutError(f"{path}:{no}: expected '<name>.avi <0|1|2>', got {line!r}")
+                if "/" in parts[0] or "\\" in parts[0] or parts[0] in (".", ".."):
+                    raise LayoutError(f"{path}:{no}: {parts[0]!r} is not a file name of the class folder "
+                                      f"{cls}/ (no '/', no '..')")
                 member.setdefault(parts[0], {})[k] = MEMBERSHIP[parts[1]]
         for name, splits in member.items():
             path = os.path.join(root, cls, name)

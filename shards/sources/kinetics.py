@@ -8,14 +8,18 @@ originals. Classes are the sorted label names of the labeled splits; unlabeled r
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 
 from ..records import LayoutError, VideoRecord, make_key
-from . import DatasetIndex
+from . import DatasetIndex, read_text
 
 SPLIT_FILES = {"train": ("train.csv",), "val": ("val.csv", "validate.csv"), "test": ("test.csv",)}
 VIDEO_EXTS = (".mp4", ".mkv", ".webm")
 REQUIRED = ("youtube_id", "time_start", "time_end")
+LABELLED = ("train", "val")   # their CSVs must have a `label` column and a label on every row
+MAX_SECONDS = 999_999         # the file names hold times as six digits
 
 
 def index_videos(root: str) -> dict[str, str]:
@@ -37,30 +41,51 @@ def index_videos(root: str) -> dict[str, str]:
 
 
 def _int_seconds(value: str, path: str, no: int, column: str) -> int:
+    """A time column: a whole, finite number of seconds in 0..999999 ("12" or "12.0")."""
     try:
-        return int(float(value))
+        seconds = float(value)
     except ValueError:
         raise LayoutError(f"{path}:{no}: column {column} must be a number, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds != int(seconds) or not 0 <= seconds <= MAX_SECONDS:
+        raise LayoutError(f"{path}:{no}: column {column} must be a whole number of seconds from 0 to "
+                          f"{MAX_SECONDS}, got {value!r}")
+    return int(seconds)
 
 
-def read_csv(path: str) -> list[tuple[int, dict]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise LayoutError(f"{path}:1: empty file; expected the header label,youtube_id,time_start,time_end,split")
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise LayoutError(f"{path}:1: header {','.join(header)} lacks column(s) {', '.join(missing)}")
-        rows = []
-        for row in reader:
-            no = reader.line_num
-            if not row or not any(x.strip() for x in row):
-                continue
-            if len(row) != len(header):
-                raise LayoutError(f"{path}:{no}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
-            rows.append((no, dict(zip(header, (x.strip() for x in row)))))
+def read_csv(path: str, split: str = "test") -> list[tuple[int, dict]]:
+    """The rows of one annotation CSV (UTF-8, byte-order mark or not) as (line number, {column: text}); the
+    training and validation lists must carry a `label` column and a label on every row."""
+    text = read_text(path)
+    try:
+        return _rows(csv.reader(io.StringIO(text, newline="")), path, split)
+    except csv.Error as e:
+        raise LayoutError(f"{path}: not a readable CSV file ({e})") from None
+
+
+def _rows(reader, path: str, split: str) -> list[tuple[int, dict]]:
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise LayoutError(f"{path}:1: empty file; expected the header label,youtube_id,time_start,time_end,split") \
+            from None
+    required = REQUIRED + (("label",) if split in LABELLED else ())
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise LayoutError(f"{path}:1: header {','.join(header)} lacks column(s) {', '.join(missing)}")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise LayoutError(f"{path}:1: header names column(s) {', '.join(twice)} twice")
+    rows = []
+    for row in reader:
+        no = reader.line_num
+        if not row or not any(x.strip() for x in row):
+            continue
+        if len(row) != len(header):
+            raise LayoutError(f"{path}:{no}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
+        values = dict(zip(header, (x.strip() for x in row)))
+        if split in LABELLED and not values["label"]:
+            raise LayoutError(f"{path}:{no}: empty label in the {split} list (every {split} video needs its class)")
+        rows.append((no, values))
     return rows
 
 
@@ -78,7 +103,7 @@ def read(root: str, dataset: str, splits: list[str] | None = None) -> DatasetInd
             if splits or split == "train":
                 raise LayoutError(f"expected {os.path.join(ann, names[0])}, but it does not exist")
             continue
-        tables[split] = (path, read_csv(path))
+        tables[split] = (path, read_csv(path, split))
 
     classes = sorted({row["label"] for _, rows in tables.values() for _, row in rows if row.get("label")})
     class_id = {c: i for i, c in enumerate(classes)}
@@ -90,8 +115,12 @@ def read(root: str, dataset: str, splits: list[str] | None = None) -> DatasetInd
             ytid = row["youtube_id"]
             if not ytid:
                 raise LayoutError(f"{path}:{no}: empty youtube_id")
+            if "/" in ytid or "\\" in ytid:
+                raise LayoutError(f"{path}:{no}: youtube_id {ytid!r} holds a path separator")
             start = _int_seconds(row["time_start"], path, no, "time_start")
             end = _int_seconds(row["time_end"], path, no, "time_end")
+            if end < start:
+                raise LayoutError(f"{path}:{no}: time_end {end} is before time_start {start}")
             stem = f"{ytid}_{start:06d}_{end:06d}"
             file = videos.get(stem) or videos.get(ytid)
             cls = row.get("label", "")

@@ -8,11 +8,13 @@ files are matched ignoring case when the exact name is not there.
 from __future__ import annotations
 
 import os
+import re
 
 from ..records import LayoutError, VideoRecord
-from . import DatasetIndex, case_insensitive, read_lines, require
+from . import DatasetIndex, case_insensitive, check_relative, read_lines, require
 
 SPLIT = "all"
+_NUMBER = re.compile(r"^[0-9]{1,9}$")
 
 
 def read_class_ind(path: str) -> list[str]:
@@ -20,8 +22,10 @@ def read_class_ind(path: str) -> list[str]:
     by_id: dict[int, str] = {}
     for no, line in read_lines(path):
         parts = line.split()
-        if len(parts) != 2 or not parts[0].isdigit():
+        if len(parts) != 2 or not _NUMBER.match(parts[0]):
             raise LayoutError(f"{path}:{no}: expected '<id> <ClassName>', got {line!r}")
+        if int(parts[0]) in by_id:
+            raise LayoutError(f"{path}:{no}: class id {parts[0]} is listed twice")
         by_id[int(parts[0])] = parts[1]
     if sorted(by_id) != list(range(1, len(by_id) + 1)):
         raise LayoutError(f"{path}: class ids must be 1..{len(by_id)} without gaps")
@@ -43,13 +47,13 @@ def read(root: str) -> DatasetIndex:
                 parts = line.split()
                 if len(parts) not in (1, 2) or "/" not in parts[0]:
                     raise LayoutError(f"{path}:{no}: expected '<Class>/<file>.avi [<id>]', got {line!r}")
-                rel = parts[0]
+                rel = check_relative(parts[0], f"{path}:{no}")
                 folder = rel.split("/", 1)[0]
                 name = class_by_lower.get(folder.lower())
                 if name is None:
                     raise LayoutError(f"{path}:{no}: class {folder!r} is not in classInd.txt")
                 if len(parts) == 2:
-                    if not parts[1].isdigit():
+                    if not _NUMBER.match(parts[1]):
                         raise LayoutError(f"{path}:{no}: class id {parts[1]!r} is not an integer")
                     if int(parts[1]) - 1 != class_id[name]:
                         raise LayoutError(f"{path}:{no}: class id {parts[1]} does not match the folder "
