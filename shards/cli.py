@@ -17,13 +17,17 @@ The API is small and stable; tools and model CLIs import exactly these:
         sys.exit(run(main))                      # expected failures -> one line on stderr, exit 2
 
 - `setup_logging(quiet, verbose)`: INFO by default, WARNING with `--quiet`, DEBUG with `--verbose`; one
-  handler on stderr with the format `LEVEL name: message`. Calling it again replaces the handler, so a
+  handler on stderr with the format `LEVEL name: message`. The S3 client's libraries (botocore, aiobotocore,
+  s3fs, urllib3, ...; `QUIET_LIBRARIES`) stay at WARNING at every level, since their debug lines carry request
+  headers; and the handler replaces any credential of the environment (`SECRET_VARIABLES`) by `***`. Calling it again replaces the handler, so a
   command that is run twice in one process (tests) never prints a line twice.
 - `run(main, *args)`: calls `main(*args)` and returns its exit status. An *expected* failure becomes
   `prog: error: <file or URL>: <what happened>` on stderr and status 2 (`EXPECTED_STATUS`):
-    * bad input: `ValueError` subclasses that frostline defines (`LayoutError`, `SplitError`, `ConfigError`,
-      ...), and `Failure`, the class for any other message meant for the user (a held lock, a store that
-      holds another conversion);
+    * bad input, the one error family: every exception class that frostline's packages define (`LayoutError`,
+      `SplitError`, `TableError`, `SettingError`, `ShardDataError`, `ConfigError`, ...; most are `ValueError`
+      subclasses), and `Failure`, the class for any other message meant for the user (a held lock, a store
+      that holds another conversion). Input checking raises these, never a bare builtin, so a builtin
+      `ValueError`/`KeyError`/`TypeError` that escapes is a bug and keeps its traceback;
     * `FileNotFoundError`, `PermissionError`, `IsADirectoryError`, `NotADirectoryError`, a full disk (ENOSPC)
       or read-only filesystem (EROFS);
     * `StorageError` (shards.storage.retry): storage unreachable for the whole retry budget, naming the URL;
@@ -49,6 +53,8 @@ import sys
 EXPECTED_STATUS = 2
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 PROJECT_PACKAGES = ("shards", "pipeline", "model", "tools", "__main__")
+QUIET_LIBRARIES = ("botocore", "aiobotocore", "boto3", "s3transfer", "s3fs", "fsspec", "urllib3", "aiohttp")
+SECRET_VARIABLES = ("AWS_SESSION_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN")
 
 _handler: logging.Handler | None = None
 
@@ -76,10 +82,29 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> int:
     _handler.setFormatter(logging.Formatter(FORMAT))
     root.addHandler(_handler)
     root.setLevel(level)
-    if not verbose:  # the libraries under s3fs chatter at INFO about retries and credentials lookups
-        for name in ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    _handler.addFilter(_redact)
+    # the S3 client's own debug lines hold request headers (the session token, signatures): kept at WARNING
+    # even with --verbose, whose debug lines are frostline's own
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return level
+
+
+def _secrets() -> list[str]:
+    return [v for k in SECRET_VARIABLES if len(v := os.environ.get(k) or "") >= 8]
+
+
+def _redact(record: logging.LogRecord) -> bool:
+    """A handler filter: any credential from the environment in a log line becomes `***` (a second line of
+    defence behind QUIET_LIBRARIES, for a library that logs it at WARNING)."""
+    secrets = _secrets()
+    if secrets:
+        text = record.getMessage()
+        if any(s in text for s in secrets):
+            for s in secrets:
+                text = text.replace(s, "***")
+            record.msg, record.args = text, None
+    return True
 
 
 def _project_class(exc: BaseException) -> bool:
@@ -131,9 +156,7 @@ def _is_denied(exc: BaseException) -> bool:
 
 def describe(exc: BaseException) -> str | None:
     """The one-line message for an expected failure, or None when `exc` is a bug (see the module docstring)."""
-    if isinstance(exc, Failure):
-        return str(exc)
-    if isinstance(exc, (ValueError, OSError)) and _project_class(exc):
+    if isinstance(exc, Failure) or _project_class(exc):
         return str(exc)   # frostline's own: bad input, or storage that stayed unreachable (shards.storage.retry)
     try:
         import yaml
@@ -175,6 +198,8 @@ def run(main, *args, prog: str | None = None, **kwargs) -> int:
         if message is None:
             raise
         name = prog or os.path.basename(sys.argv[0] or "frostline").removesuffix(".py")
+        for secret in _secrets():
+            message = message.replace(secret, "***")
         print(f"{name}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
         return EXPECTED_STATUS
     return 0 if status is None else int(status)

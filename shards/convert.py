@@ -103,6 +103,23 @@ def parse_size(text: str | int) -> int:
     return int(float(m.group(1)) * base ** " kmgt".index(m.group(2) or " "))
 
 
+FPS_RANGE = (1.0, 240.0)   # output frame rates make_shards accepts (frames per second)
+MAX_KEYFRAME_INTERVAL = 3600
+
+
+def check_fps(fps) -> float:
+    """The output frame rate: a finite number within FPS_RANGE (below it every clip has next to no frames; above
+    it the encoder would write millions of duplicated frames)."""
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        raise SettingError(f"--fps must be a number, got {fps!r}") from None
+    low, high = FPS_RANGE
+    if not low <= value <= high:     # also refuses nan and inf
+        raise SettingError(f"--fps must be from {low:g} to {high:g} frames per second, got {fps}")
+    return value
+
+
 def parse_part(part: str | tuple[int, int] | None) -> tuple[int, int]:
     """'2/8' -> (2, 8); None -> (1, 1)."""
     if part is None:
@@ -251,7 +268,9 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
     if isinstance(splits, str):
         splits = [s for s in splits.split(",") if s]
     part_i, part_n = parse_part(part)
-    opts = EncodeOptions(codec=codec, fps=float(fps), short_side=int(short_side),
+    if not 1 <= int(keyframe_interval) <= MAX_KEYFRAME_INTERVAL:
+        raise SettingError(f"--keyframe-interval must be from 1 to {MAX_KEYFRAME_INTERVAL}, got {keyframe_interval}")
+    opts = EncodeOptions(codec=codec, fps=check_fps(fps), short_side=int(short_side),
                          keyframe_interval=int(keyframe_interval))
     max_bytes = parse_size(shard_size)
     if max_bytes <= 0:
@@ -395,10 +414,35 @@ def _progress(total: int, enabled: bool, dataset: str):
     return tqdm(total=total, unit="video", desc=f"make_shards {dataset}", dynamic_ncols=True)
 
 
+# what `_work/settings.json` must hold, by key: the type a value must have (merge reads these)
+_SETTING_TYPES = {"dataset": str, "parts": int, "splits": list, "classes": list}
+
+
+def read_settings(store: Store) -> dict:
+    """`_work/settings.json` of the conversion in `store`, checked: a damaged file is an error naming it."""
+    url = store.url_of(SETTINGS)
+    try:
+        settings = json.loads(store.read_bytes(SETTINGS).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ConversionError(f"{url}: damaged, not JSON ({str(e).splitlines()[0][:80]}); it records the "
+                              f"settings of the conversion in {store.url}: restore it, or convert into a fresh "
+                              "--out") from None
+    if not isinstance(settings, dict):
+        raise ConversionError(f"{url}: damaged, expected a JSON object of conversion settings")
+    for key, kind in _SETTING_TYPES.items():
+        value = settings.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (key == "parts" and value < 1):
+            raise ConversionError(f"{url}: damaged, key {key!r} is {json.dumps(value)[:60]}, expected "
+                                  f"{'a positive integer' if kind is int else 'a ' + kind.__name__}")
+    if not all(isinstance(c, str) for c in settings["classes"] + settings["splits"]):
+        raise ConversionError(f"{url}: damaged, 'classes' and 'splits' must be lists of strings")
+    return settings
+
+
 def _check_settings(store: Store, settings: dict) -> None:
     """A resumed run must use the settings of the first one; otherwise its shards would not fit together."""
     if store.exists(SETTINGS):
-        old = json.loads(store.read_bytes(SETTINGS))
+        old = read_settings(store)
         diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
         if diff:
             shown = {k: v for k, v in diff.items() if k != "classes"} or {"classes": "differ"}
@@ -449,7 +493,7 @@ def merge(out: str, wait_s: float = 0.0) -> tuple[pa.Table, pa.Table]:
 
 
 def _merge_locked(store: Store) -> tuple[pa.Table, pa.Table]:
-    settings = json.loads(store.read_bytes(SETTINGS))
+    settings = read_settings(store)
     n = settings["parts"]
     missing = [i for i in range(1, n + 1) if not store.exists(f"{WORK}/part-{i}-of-{n}.done")]
     if missing:

@@ -16,8 +16,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
-from shards.convert import (DEFAULT_KEYFRAME_INTERVAL, ORDERS, SettingError, convert_dataset, merge,  # noqa: E402
-                            parse_part, parse_size)
+from shards.convert import (DEFAULT_KEYFRAME_INTERVAL, MAX_KEYFRAME_INTERVAL, ORDERS, SettingError,  # noqa: E402
+                            check_fps, convert_dataset, merge, parse_part, parse_size)
 from shards.storage.orphans import owned_tempdir, sweep_tempdirs  # noqa: E402
 from shards.sources import DATASETS  # noqa: E402
 
@@ -35,7 +35,7 @@ def _checked(parse, what: str):
     return convert
 
 
-def _at_least(low, kind=int):
+def _at_least(low, kind=int, most=None):
     def convert(text):
         try:
             value = kind(text)
@@ -43,19 +43,11 @@ def _at_least(low, kind=int):
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not value >= low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, got {text}")
         return value
     convert.__name__ = kind.__name__
     return convert
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def _size(text):
@@ -70,12 +62,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset", choices=DATASETS, help="dataset layout of --root")
     p.add_argument("--root", help="the dataset as distributed (a local folder)")
     p.add_argument("--out", help="output folder or s3://bucket/prefix (AWS_* variables, incl. AWS_ENDPOINT_URL)")
-    p.add_argument("--workers", type=_at_least(1), default=None, help="parallel videos (default: all cores)")
+    p.add_argument("--workers", type=_at_least(1, most=1024), default=None, help="parallel videos (default: all cores)")
     p.add_argument("--codec", choices=("vp9", "h264", "copy"), default="vp9",
                    help="stored stream: vp9 (DALI CPU+GPU), h264 (DALI GPU only), copy (keep it when decodable)")
-    p.add_argument("--short-side", type=_at_least(2), default=256, help="short side in pixels (never upscaled)")
-    p.add_argument("--fps", type=_positive_float, default=30, help="constant output frame rate")
-    p.add_argument("--keyframe-interval", type=_at_least(1), default=DEFAULT_KEYFRAME_INTERVAL,
+    p.add_argument("--short-side", type=_at_least(2, most=8192), default=256, help="short side in pixels (never upscaled)")
+    p.add_argument("--fps", type=_checked(check_fps, "fps"), default=30,
+                   help="constant output frame rate, 1 to 240 (default 30)")
+    p.add_argument("--keyframe-interval", type=_at_least(1, most=MAX_KEYFRAME_INTERVAL),
+                   default=DEFAULT_KEYFRAME_INTERVAL,
                    help="frames between keyframes (random-access decode speed vs size)")
     p.add_argument("--shard-size", type=_checked(_size, "size"), default="512MB",
                    help="target tar size, e.g. 512MB, 1GB")
