@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shards.manifest import read_classes, read_manifest
-from shards.splits import read_split
+from shards.manifest import CLASSES, MANIFEST, check_store_paths, read_classes, read_manifest, require_columns
+from shards.splits import SplitError, read_split
 from shards.storage import Store
 
 from .sampling import flip_changes_label
@@ -50,7 +50,7 @@ class SampleTable:
             dup = np.flatnonzero(src[1:] == src[:-1])
             if len(dup):
                 i = int(dup[0])
-                raise ValueError(f"source label {int(src[i])} maps to both split labels {int(lab[i])} and "
+                raise SplitError(f"source label {int(src[i])} maps to both split labels {int(lab[i])} and "
                                  f"{int(lab[i + 1])}")
             self._label_map = dict(zip(src.tolist(), lab.tolist()))
         return self._label_map
@@ -67,7 +67,7 @@ class SampleTable:
         bad = np.flatnonzero(~np.isin(self.label, known))
         if len(bad):
             i = int(bad[0])
-            raise ValueError(f"{self.where} row {i} (key {self.keys[i]!r}): label {int(self.label[i])} is not in "
+            raise SplitError(f"{self.where} row {i} (key {self.keys[i]!r}): label {int(self.label[i])} is not in "
                              f"the split's {len(known)} classes ({len(bad)} rows like it)")
 
 
@@ -114,7 +114,7 @@ class Fragments:
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             key = keys[row].as_py() if isinstance(keys, (pa.Array, pa.ChunkedArray)) else keys[row]
-            raise ValueError(f"{where} row {row} (key {key!r}): broken fragment table "
+            raise SplitError(f"{where} row {row} (key {key!r}): broken fragment table "
                              f"(offsets {offsets[row].as_py()[:4]}..., frames {frames[row].as_py()[:4]}...)")
         return cls(num_frames=nf, start=start, count=count, offsets=o, frames=f)
 
@@ -185,7 +185,7 @@ def _table(rows: pa.Table, urls: list[str], labels: np.ndarray, source_labels: n
     bad = np.flatnonzero((t.offset < 0) | (t.offset % 512 != 0) | (t.size < 1024))
     if len(bad):
         i = int(bad[0])
-        raise ValueError(f"{where} row {i} (key {t.keys[i]!r}): offset {int(t.offset[i])} / size {int(t.size[i])} "
+        raise SplitError(f"{where} row {i} (key {t.keys[i]!r}): offset {int(t.offset[i])} / size {int(t.size[i])} "
                          f"cannot be a sample's tar members (offsets are multiples of 512; a sample holds at least "
                          f"one header and one block)")
     return t
@@ -195,11 +195,14 @@ def from_split(url: str) -> SampleTable:
     """A split Parquet file (`shards.splits` format) and its classes file."""
     rows, classes = read_split(url)
     if rows.num_rows == 0:
-        raise ValueError(f"{url}: split has no rows")
+        raise SplitError(f"{url}: split has no rows")
     t = _table(rows, rows.column("shard").combine_chunks(), _numpy(rows.column("label").combine_chunks()),
                _numpy(rows.column("source_label").combine_chunks()), _classes(classes), url)
     t.check_labels()
     return t
+
+
+MANIFEST_COLUMNS = ("key", "shard", "offset", "size", "label", "split")   # what a loader reads of a manifest
 
 
 def from_manifest(store_url: str, shards: str | None = None, split: str | None = None) -> SampleTable:
@@ -208,6 +211,9 @@ def from_manifest(store_url: str, shards: str | None = None, split: str | None =
     if store_url.endswith("manifest.parquet"):
         store_url = store_url[: -len("manifest.parquet")].rstrip("/")
     table = read_manifest(store_url)
+    where = f"{store_url}/{MANIFEST}"
+    require_columns(table, MANIFEST_COLUMNS, where)
+    check_store_paths(table, where)
     if split is not None:
         table = table.filter(pc.equal(table.column("split"), split))
     if shards is not None:
@@ -216,13 +222,12 @@ def from_manifest(store_url: str, shards: str | None = None, split: str | None =
         ok = np.array([fnmatch.fnmatch(posixpath.basename(r), shards) for r in names], bool)   # per shard, not row
         table = table.filter(pa.array(ok[_numpy(rel.indices)] if len(names) else np.zeros(0, bool)))
     if table.num_rows == 0:
-        raise ValueError(f"{store_url}: no samples match shards={shards!r} split={split!r}")
+        raise SplitError(f"{store_url}: no samples match shards={shards!r} split={split!r}")
     store = Store(store_url)
     rel = table.column("shard").combine_chunks().dictionary_encode()
     urls = pa.DictionaryArray.from_arrays(rel.indices, pa.array([store.url_of(r) for r in rel.dictionary.to_pylist()]))
-    where = f"{store_url}/manifest.parquet"
-    labels = _numpy(table.column("label").combine_chunks())
-    cls = read_classes(store_url)
+    labels = _numpy(pc.fill_null(table.column("label").combine_chunks(), -1))
+    cls = require_columns(read_classes(store_url), ("label", "class_name"), f"{store_url}/{CLASSES}")
     classes = [(int(lb), str(n), str(n))
                for lb, n in zip(cls.column("label").to_pylist(), cls.column("class_name").to_pylist())]
     return _table(table, urls.cast(pa.string()), labels.copy(), labels, classes, where)

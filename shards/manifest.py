@@ -5,6 +5,7 @@ import io
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .storage import Store
@@ -108,11 +109,58 @@ def read_table(store: Store, rel: str, check: bool = True) -> pa.Table:
     # ("terminate called without an active exception") when its workers outlive the interpreter
     # ParquetFile.read: a third of read_table's cost on small files (no dataset layer), which a merge of
     # thousands of fragments feels
-    data = store.read_bytes(rel)
+    return parse_table(store.read_bytes(rel), store.url_of(rel))
+
+
+def parse_table(data: bytes, where: str) -> pa.Table:
+    """The Parquet file `data` (read from `where`, which the error names when it is not Parquet)."""
     try:
         return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise TableError(f"{store.url_of(rel)}: not a readable Parquet file ({e})") from e
+    except (pa.ArrowException, OSError) as e:
+        raise TableError(f"{where}: not a readable Parquet file ({e})") from e
+
+
+def require_columns(table: pa.Table, columns, where: str) -> pa.Table:
+    """`table` when it has every one of `columns`; else an error naming the file and the missing columns."""
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise TableError(f"{where}: missing column(s) {', '.join(missing)} (has {', '.join(table.column_names)})")
+    return table
+
+
+def bad_store_path(rel) -> str | None:
+    """Why `rel` (a manifest's `shard`) is not a path inside its store, or None when it is one: a relative POSIX
+    path without `..`, `.` or empty parts, no URL, no NUL."""
+    if not isinstance(rel, str) or not rel:
+        return "no shard named"
+    if "\0" in rel or "\\" in rel:
+        return "not a plain path"
+    if rel.startswith("/") or "://" in rel:
+        return "an absolute path or URL, not a path inside the store"
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        return "leaves the store ('..') or is not a plain relative path"
+    return None
+
+
+def check_store_paths(table: pa.Table, where: str, column: str = "shard") -> None:
+    """Every row's `column` is a path inside the store (`bad_store_path`); the error names the first row that is
+    not. One check per distinct value, so 240k rows over 500 shards cost 500 checks."""
+    values = table.column(column).combine_chunks().dictionary_encode()
+    names = values.dictionary.to_pylist()
+    bad = {i: why for i, n in enumerate(names) if (why := bad_store_path(n)) is not None}
+    if values.null_count:
+        bad[-1] = "no shard named"
+    if not bad:
+        return
+    indices = values.indices.to_numpy(zero_copy_only=False)
+    nulls = pc.is_null(values).to_numpy(zero_copy_only=False)
+    for row in range(len(indices)):
+        code = -1 if nulls[row] else int(indices[row])
+        if code in bad:
+            key = table.column("key")[row].as_py() if "key" in table.column_names else None
+            shown = names[code] if code >= 0 else None
+            raise TableError(f"{where}: row {row}" + (f" (key {key!r})" if key is not None else "") +
+                             f": {column} {shown!r} is {bad[code]}")
 
 
 def read_manifest(dir_or_url: str) -> pa.Table:

@@ -12,23 +12,29 @@ Splits come from one of two sources:
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import posixpath
+from datetime import datetime, timezone
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .manifest import read_table, table_bytes
+from . import storage
+from .manifest import bad_store_path, parse_table, require_columns, table_bytes
 from .protocols import published as pub
 from .protocols.core import (B2N_DATASETS, CLASS_SCHEMA, CROSS_DATASETS, OFFICIAL, Manifest, SplitFile,
                              SplitPlan, by_class, check_disjoint, entries_of, few_shot, prompts_for, rank,
                              report_descriptions, warn_short)
 from .protocols.names import (ClassEntry, SplitError, SplitWarning, match_names, normalise, novel_classes,
                               parse_name_list)
-from .storage import Store, join, split_url
+from .storage import Store, is_remote, join, split_url
 
 __all__ = [
     "B2N_DATASETS", "CROSS_DATASETS", "ClassEntry", "Manifest", "SplitError", "SplitFile", "SplitPlan", "SplitWarning",
-    "base2novel", "cross", "cross_train", "format_summary", "k600_novel", "rank", "read_split", "write_plan",
+    "base2novel", "check_split_set", "cross", "cross_train", "format_summary", "k600_novel", "rank", "read_split",
+    "write_plan",
 ]
 
 # --------------------------------------------------------------------------------------------- base-to-novel
@@ -171,11 +177,21 @@ def _check_no_train_classes(plan: SplitPlan, k400: Manifest) -> None:
 # ------------------------------------------------------------------------------------------------- read / write
 
 
-def write_plan(plan: SplitPlan, out: str) -> list[tuple[str, int, int]]:
-    """Write the plan's split and classes files under OUT/<folder>; return (file, classes, samples) rows.
+SET_FILE = "split_set.json"      # the set manifest: written last, names every file of the set with its sha256
+SET_KEY = b"split_set"           # the split file's schema metadata: the run that wrote it
+SPLIT_COLUMNS = ("key", "shard", "offset", "size", "label", "source_label")   # what a loader reads of a split
+CLASS_COLUMNS = ("label", "class_name")
 
-    A classes file shared by several split files is written once; the split files are written after their
-    classes files, so a reader never finds a split without its classes.
+
+def write_plan(plan: SplitPlan, out: str, settings: dict | None = None) -> list[tuple[str, int, int]]:
+    """Write the plan's split and classes files under OUT/<folder> as one set; return (file, classes, samples) rows.
+
+    The set manifest `split_set.json` (the run's id and settings, each file's sha256 and size) is removed first
+    and written last, so a reader (`check_split_set`) sees either a whole set or one it refuses: a run that
+    stops part-way leaves files that no manifest vouches for. Each split file's schema metadata names the run
+    (`split_set`, `set_id`), so an unfinished set is told apart from split files written by hand. A classes file shared
+    by several split files is written once, before them. One make_splits per --out at a time (the caller holds
+    the lock, see tools/make_splits.py).
     """
     store = Store(join(out, plan.folder))
     classes: dict[str, list[ClassEntry]] = {}
@@ -183,35 +199,162 @@ def write_plan(plan: SplitPlan, out: str) -> list[tuple[str, int, int]]:
         if classes.setdefault(f.classes_name, f.classes) != f.classes:
             raise SplitError(f"{plan.folder}: two different class lists for {f.classes_name}")
         f.check_labels(f"{plan.folder}/{f.name}")
+        if not f.rows:
+            raise SplitError(f"{plan.folder}/{f.name}: no samples (its {len(f.classes)} classes have no "
+                             f"labelled videos in {f.manifest.url}); an empty split cannot be trained or evaluated")
+    run = set_id(plan)
+    storage.remove(store.url_of(SET_FILE))
+    files: dict[str, dict] = {}
+
+    def put(name: str, data: bytes, **about) -> None:
+        store.write_bytes(name, data)
+        files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), **about}
+
     summary = []
     for name, entries in classes.items():
         table = pa.Table.from_pydict({
             "label": [c.label for c in entries], "class_name": [c.class_name for c in entries],
             "prompt": [c.prompt for c in entries], "source_label": [c.source_label for c in entries]},
-            schema=CLASS_SCHEMA)
-        store.write_bytes(f"{name}.parquet", table_bytes(table))
+            schema=CLASS_SCHEMA.with_metadata({SET_KEY: run.encode()}))
+        put(f"{name}.parquet", table_bytes(table))
     for f in plan.files:
-        store.write_bytes(f"{f.name}.parquet", table_bytes(f.table(plan.meta)))
+        put(f"{f.name}.parquet", table_bytes(f.table(plan.meta | {SET_KEY.decode(): run})),
+            classes_file=f"{f.classes_name}.parquet")
         summary.append((posixpath.join(plan.folder, f"{f.name}.parquet"), len(f.classes), len(f.rows)))
     for name, entries in classes.items():
         summary.append((posixpath.join(plan.folder, f"{name}.parquet"), len(entries), 0))
+    manifest = {"run": run, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "plan": plan.meta, "settings": settings or {}, "files": files}
+    store.write_bytes(SET_FILE, json.dumps(manifest, indent=1, sort_keys=True).encode())
     store.clean_tmp()
     return summary
 
 
-def read_split(url: str) -> tuple[pa.Table, pa.Table]:
-    """Read a split file and its classes file: (rows, classes) with classes' `label`, `class_name`, `prompt`."""
+def set_id(plan: SplitPlan) -> str:
+    """The id of the set a plan writes: a digest of its settings and of every file's samples, labels and classes,
+    so the same run twice writes the same bytes and any other run another id."""
+    h = hashlib.sha256(json.dumps(plan.meta, sort_keys=True).encode())
+    for f in plan.files:
+        h.update(json.dumps([f.name, f.classes_name, [(c.label, c.class_name, c.prompt) for c in f.classes],
+                             [f.manifest.col["key"][i] for i in f.rows], f.labels]).encode())
+    return h.hexdigest()[:32]
+
+
+def read_set(folder: str) -> dict | None:
+    """The set manifest of the split folder `folder` (None when there is none), checked."""
+    store = Store(folder)
+    url = store.url_of(SET_FILE)
+    try:
+        raw = store.read_bytes(SET_FILE)
+    except FileNotFoundError:
+        return None
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise SplitError(f"{url}: damaged, not JSON ({str(e).splitlines()[0][:80]}); rerun make_splits") from None
+    files = doc.get("files") if isinstance(doc, dict) else None
+    if not (isinstance(files, dict) and isinstance(doc.get("run"), str) and all(
+            isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in files.values())):
+        raise SplitError(f"{url}: damaged, expected {{run, files: {{name: {{sha256, bytes}}}}}}; rerun make_splits")
+    return doc
+
+
+def check_split_set(url: str, data: dict[str, bytes] | None = None, *, whole: bool = True) -> dict | None:
+    """Refuse a split file whose set does not belong together; returns the set manifest (None: hand-made files).
+
+    The file at `url` must be listed in its folder's `split_set.json`, and each listed file (`whole`), or the file
+    and its classes file, must have the listed sha256; the error names every file that does not, and the run
+    that wrote the manifest. A split file that make_splits wrote (its metadata names a run) without a manifest
+    beside it is an unfinished set. Files without that metadata and without a manifest (written by other
+    tools) are accepted as they are. `data` holds bytes the caller has read already, by file name.
+    """
     folder, name = split_url(url)
     store = Store(folder)
-    rows = read_table(store, name)
+    data = dict(data or {})
+    doc = read_set(folder)
+    if doc is None:
+        raw = data.get(name)
+        if raw is None:
+            raw = data[name] = store.read_bytes(name)
+        meta = parse_table(raw, url).schema.metadata or {}
+        if SET_KEY in meta:
+            raise SplitError(f"{url}: its split set is unfinished ({store.url_of(SET_FILE)} is missing): the "
+                             "make_splits run that wrote it stopped part-way; rerun make_splits")
+        return None
+    files = doc["files"]
+    if name not in files:
+        raise SplitError(f"{url} is not part of the split set in {folder} (make_splits run {doc['run']} wrote "
+                         f"{', '.join(sorted(files))}); it is left from another run: rerun make_splits")
+    wanted = sorted(files) if whole else [name, files[name].get("classes_file", "")]
+    foreign = []
+    for n in wanted:
+        if n not in files:
+            foreign.append(f"{n} (not listed)")
+            continue
+        raw = data.get(n)
+        if raw is None:
+            try:
+                raw = data[n] = store.read_bytes(n)
+            except FileNotFoundError:
+                foreign.append(f"{n} (missing)")
+                continue
+        if hashlib.sha256(raw).hexdigest() != files[n]["sha256"]:
+            foreign.append(n)
+    if foreign:
+        raise SplitError(f"{folder}: the split files {', '.join(foreign)} do not belong to the set that make_splits "
+                         f"run {doc['run']} wrote ({store.url_of(SET_FILE)}): the set mixes runs; rerun make_splits")
+    return doc
+
+
+def read_split(url: str) -> tuple[pa.Table, pa.Table]:
+    """Read a split file and its classes file: (rows, classes) with classes' `label`, `class_name`, `prompt`.
+
+    Checked: the two files belong to one set (`check_split_set`), the columns a loader reads are there without
+    nulls, every row's shard lies inside the store the split was made from, and every label is a class of the
+    classes file. Errors name the file and row."""
+    folder, name = split_url(url)
+    store = Store(folder)
+    raw = {name: store.read_bytes(name)}
+    rows = parse_table(raw[name], url)
     meta = rows.schema.metadata or {}
     if b"classes_file" not in meta:
         raise SplitError(f"{url}: not a split file (no classes_file in its schema metadata)")
-    classes = read_table(store, meta[b"classes_file"].decode())
+    classes_name = meta[b"classes_file"].decode("utf-8", "replace")
+    if bad_store_path(classes_name) or "/" in classes_name:
+        raise SplitError(f"{url}: its classes_file {classes_name!r} is not a file name beside it")
+    raw[classes_name] = store.read_bytes(classes_name)
+    check_split_set(url, raw, whole=False)
+    classes = require_columns(parse_table(raw[classes_name], store.url_of(classes_name)), CLASS_COLUMNS,
+                              store.url_of(classes_name))
+    require_columns(rows, SPLIT_COLUMNS, url)
+    for column in SPLIT_COLUMNS:
+        nulls = rows.column(column).null_count
+        if nulls:
+            row = pc.index(pc.is_null(rows.column(column)), True).as_py()
+            raise SplitError(f"{url}: row {row}: no {column} ({nulls} rows like it)")
+    _check_shards_inside(rows, url, meta.get(b"store", b"").decode("utf-8", "replace"))
     bad = [lb for lb in set(rows.column("label").to_pylist()) if not 0 <= lb < classes.num_rows]
     if bad:
         raise SplitError(f"{url}: labels {sorted(bad)[:5]} are outside its classes file ({classes.num_rows} classes)")
     return rows, classes
+
+
+def _check_shards_inside(rows: pa.Table, url: str, store_url: str) -> None:
+    """Every row's shard is a URL or absolute path inside the split's store (its `store` metadata; without it,
+    any absolute path or URL without `..`); the error names the first row that is not."""
+    shards = rows.column("shard").combine_chunks().dictionary_encode()
+    prefix = store_url.rstrip("/") + "/" if store_url else ""
+    for code, shard in enumerate(shards.dictionary.to_pylist()):
+        if prefix:
+            why = ("outside the store " + store_url if not shard.startswith(prefix)
+                   else bad_store_path(shard[len(prefix):]))
+        elif not (is_remote(shard) or shard.startswith("/")):
+            why = "not an absolute path or URL"
+        else:
+            why = "leaves its folder ('..')" if ".." in shard.split("/") else None
+        if why:
+            row = pc.index(shards.indices, code).as_py()
+            raise SplitError(f"{url}: row {row} (key {rows.column('key')[row].as_py()!r}): shard {shard!r} is {why}")
 
 
 def format_summary(rows: list[tuple[str, int, int]]) -> str:

@@ -32,6 +32,7 @@ from .storage import Store
 from .writer import padded, sample_members
 
 PLACEMENT = ("shard", "offset", "size")
+CHECKED = ("key", "shard", "offset", "size", "label", "num_frames", "bytes", "sha256")   # columns verify reads
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ def verify(url: str) -> Report:
     """Check the store at `url` (folder or s3:// URL); raises FileNotFoundError when it has no manifest."""
     store = Store(url)
     manifest = mf.read_table(store, mf.MANIFEST)
+    where = store.url_of(mf.MANIFEST)
+    mf.require_columns(manifest, CHECKED, where)
+    mf.check_store_paths(manifest, where)
     report = Report(store.url, samples=manifest.num_rows)
     rows_by_shard: dict[str, list[dict]] = {}
     for row in manifest.to_pylist():

@@ -216,7 +216,7 @@ def test_cross_ucf_hmdb_official_splits_and_full(tmp_path):
         folder = out / "cross" / m.dataset
         assert sorted(p.name for p in folder.iterdir()) == sorted(
             [f"eval_{n}.parquet" for n in (1, 2, 3)] + [f"classes_{n}.parquet" for n in (1, 2, 3)]
-            + ["eval_full.parquet", "classes_full.parquet"])
+            + ["eval_full.parquet", "classes_full.parquet", "split_set.json"])
         manifest = pq.read_table(Path(m.url) / "manifest.parquet").to_pylist()
         for n in (1, 2, 3):
             rows, classes = splits.read_split(str(folder / f"eval_{n}.parquet"))

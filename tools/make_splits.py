@@ -22,6 +22,26 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards import splits  # noqa: E402
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
+from shards.records import LayoutError  # noqa: E402
+from shards.sources import read_text  # noqa: E402
+from shards.storage import join  # noqa: E402
+from shards.storage.lock import RunLock  # noqa: E402
+
+LOCK = "_make_splits.lock"   # under --out: one make_splits per output at a time
+
+
+def count(low: int, high: int):
+    """An argparse type: an integer from `low` to `high`."""
+    def convert(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {text}")
+        return value
+    convert.__name__ = "integer"
+    return convert
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,11 +52,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--manifest", help="base2novel: the dataset's shard store (folder or s3:// URL)")
     p.add_argument("--train-manifest", help="cross: K400's shard store")
     p.add_argument("--eval-manifest", help="cross: the evaluation dataset's shard store")
-    p.add_argument("--shots", type=int, default=16, help="training videos per base class (default 16)")
+    p.add_argument("--shots", type=count(1, 1_000_000), default=16, help="training videos per base class (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated splits (default 0)")
-    p.add_argument("--num-train-sets", type=int, default=3, help="base2novel training sets s1..sN (default 3)")
-    p.add_argument("--num-eval-sets", type=int, default=3, help="cross evaluation sets (default 3)")
-    p.add_argument("--classes-per-set", type=int, default=160, help="cross K600: classes per evaluation set")
+    p.add_argument("--num-train-sets", type=count(1, 100), default=3, help="base2novel training sets s1..sN (default 3)")
+    p.add_argument("--num-eval-sets", type=count(1, 100), default=3, help="cross evaluation sets (default 3)")
+    p.add_argument("--classes-per-set", type=count(1, 1_000_000), default=160, help="cross K600: classes per evaluation set")
     p.add_argument("--from-split-files", metavar="DIR", help="import published split files found under DIR")
     p.add_argument("--split-format", default="auto", choices=["auto", "vificlip", "froster"],
                    help="which published files to import from DIR (auto: ViFi-CLIP's when present, else FROSTER's); "
@@ -63,10 +83,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def read(path: str | None) -> str | None:
-    if path is None:
-        return None
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    """A class-name or class-list file: UTF-8 text (a byte-order mark is dropped); other bytes are an error
+    naming the file, line and column."""
+    return None if path is None else read_text(path)
+
+
+def run_settings(args: argparse.Namespace) -> dict:
+    """What the set manifest records of this run: every option but the logging flags."""
+    return {k: v for k, v in sorted(vars(args).items()) if k not in ("quiet", "verbose")}
 
 
 def main(argv=None) -> int:
@@ -75,27 +99,10 @@ def main(argv=None) -> int:
     t0 = time.time()
     warnings.simplefilter("ignore", splits.SplitWarning)   # printed below from plan.warnings, once each
     try:
-        if args.protocol == "base2novel":
-            m = splits.Manifest.load(args.manifest, args.dataset)
-            plans = [splits.base2novel(m, shots=args.shots, seed=args.seed, num_train_sets=args.num_train_sets,
-                                       class_names=read(args.class_names), class_names_path=args.class_names,
-                                       split_files=args.from_split_files, split_format=args.split_format)]
-        else:
-            k400 = splits.Manifest.load(args.train_manifest, "k400")
-            m = splits.Manifest.load(args.eval_manifest, args.dataset)
-            plans = [splits.cross_train(k400, class_names=read(args.train_class_names),
-                                        class_names_path=args.train_class_names,
-                                        split_files=args.from_split_files, split_format=args.split_format),
-                     splits.cross(k400, m, seed=args.seed, num_eval_sets=args.num_eval_sets,
-                                  classes_per_set=args.classes_per_set,
-                                  novel_classes_text=read(args.novel_classes), novel_classes_path=args.novel_classes,
-                                  class_names=read(args.class_names), class_names_path=args.class_names,
-                                  split_files=args.from_split_files, split_format=args.split_format)]
-        rows = []
-        for plan in plans:
-            rows += splits.write_plan(plan, args.out)
-    except (splits.SplitError, FileNotFoundError) as e:
-        print(f"make_splits: error: {e}", file=sys.stderr)
+        with RunLock(join(args.out, LOCK), what=args.out):
+            plans, rows = make(args)
+    except (splits.SplitError, LayoutError, FileNotFoundError) as e:
+        print(f"make_splits: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     for plan in plans:
         for note in plan.notes:
@@ -105,6 +112,30 @@ def main(argv=None) -> int:
     print(splits.format_summary(rows))
     print(f"wrote {len(rows)} files under {args.out} in {time.time() - t0:.1f}s")
     return 0
+
+
+def make(args: argparse.Namespace):
+    """Plan every split set first (all input checked), then write each as one unit (`splits.write_plan`)."""
+    if args.protocol == "base2novel":
+        m = splits.Manifest.load(args.manifest, args.dataset)
+        plans = [splits.base2novel(m, shots=args.shots, seed=args.seed, num_train_sets=args.num_train_sets,
+                                   class_names=read(args.class_names), class_names_path=args.class_names,
+                                   split_files=args.from_split_files, split_format=args.split_format)]
+    else:
+        k400 = splits.Manifest.load(args.train_manifest, "k400")
+        m = splits.Manifest.load(args.eval_manifest, args.dataset)
+        plans = [splits.cross_train(k400, class_names=read(args.train_class_names),
+                                    class_names_path=args.train_class_names,
+                                    split_files=args.from_split_files, split_format=args.split_format),
+                 splits.cross(k400, m, seed=args.seed, num_eval_sets=args.num_eval_sets,
+                              classes_per_set=args.classes_per_set,
+                              novel_classes_text=read(args.novel_classes), novel_classes_path=args.novel_classes,
+                              class_names=read(args.class_names), class_names_path=args.class_names,
+                              split_files=args.from_split_files, split_format=args.split_format)]
+    rows = []
+    for plan in plans:
+        rows += splits.write_plan(plan, args.out, run_settings(args))
+    return plans, rows
 
 
 if __name__ == "__main__":

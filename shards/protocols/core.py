@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import warnings
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from ..manifest import CLASSES, MANIFEST, read_table
-from ..storage import Store, is_remote
+from ..manifest import CLASSES, MANIFEST, check_store_paths, read_table, require_columns
+from ..storage import Store
 from .names import ClassEntry, Descriptions, SplitError, SplitWarning, load_prompts, normalise, readable_name
 
 B2N_DATASETS = ("k400", "hmdb51", "ucf101", "ssv2")
@@ -80,8 +79,9 @@ class Manifest:
         self.classes: list[tuple[int, str]] = sorted(zip(classes.column("label").to_pylist(),
                                                          classes.column("class_name").to_pylist()))
         self.class_name = dict(self.classes)
-        shards = {s: self.store.url_of(s) if not (is_remote(s) or os.path.isabs(s)) else s
-                  for s in set(self.col["shard"])}
+        check_store_paths(table, self.store.url_of(MANIFEST))
+        require_columns(classes, ("label", "class_name"), self.store.url_of(CLASSES))
+        shards = {s: self.store.url_of(s) for s in set(self.col["shard"])}
         self.shard_url = [shards[s] for s in self.col["shard"]]
 
     @classmethod
@@ -152,7 +152,7 @@ class SplitFile:
         }
         for c in _FRAGMENTS:
             data[c] = [m.col[c][i] for i in rows] if c in m.col else [None] * len(rows)
-        md = {b"classes_file": f"{self.classes_name}.parquet".encode()}
+        md = {b"classes_file": f"{self.classes_name}.parquet".encode(), b"store": m.url.encode()}
         md.update({k.encode(): str(v).encode() for k, v in meta.items()})
         return pa.Table.from_pydict(data, schema=ROW_SCHEMA.with_metadata(md))
 
