@@ -49,8 +49,12 @@ def loader_device(cfg: Config, accelerator) -> str:
 
 
 def build_loader(url: str, cfg: Config, accelerator, *, train: bool, batch_size: int):
-    """This rank's share of one split file, batched for training or evaluation."""
+    """This rank's share of one split file, batched for training or evaluation. The file's whole split set is
+    checked first (`shards.splits.check_split_set`): a set whose files come from different make_splits runs is
+    refused, naming them, before any step trains or evaluates on it."""
     from pipeline.loader import build_loader as build
+    from shards.splits import check_split_set
+    check_split_set(url)
     return build(url, loader_config(cfg, train=train, batch_size=batch_size, device=loader_device(cfg, accelerator)),
                  rank=accelerator.process_index, world_size=accelerator.num_processes)
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shards.storage.retry import retry
+from shards.transcode import VideoError, stream_fragments
 from shards.storage import is_remote
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,35 @@ def check(span, table, row: int, urls: list[str]) -> Sample:
     if out.label != int(table.source_label[row]):
         raise ShardDataError(f"{where}: its .lbl holds label {out.label} but the split row says source_label "
                              f"{int(table.source_label[row])}")
+    if table.fragments is not None:
+        check_fragments(out, table.fragments, row, where)
     return out
+
+
+def check_fragments(sample: Sample, fragments, row: int, where: str) -> None:
+    """Hold the row's frame count and fragment table (which decide the bytes the loader cuts and the frame indices
+    it asks for) to the stored stream: `.nfr`, and the stream's own `moof` boxes and their sample counts."""
+    want_frames = int(fragments.num_frames[row])
+    if want_frames and want_frames != sample.frames:
+        raise ShardDataError(f"{where}: its .nfr holds {sample.frames} frames but the split row says num_frames "
+                             f"{want_frames}")
+    n = int(fragments.count[row])
+    if n == 0:
+        return
+    first = int(fragments.start[row])
+    offsets = fragments.offsets[first:first + n].tolist()
+    frames = fragments.frames[first:first + n].tolist()
+    try:
+        got_offsets, got_frames, total = stream_fragments(sample.video)
+    except VideoError as e:
+        raise ShardDataError(f"{where}: the stored stream is not a fragmented MP4 ({e})") from None
+    if got_offsets != offsets or got_frames != frames:
+        raise ShardDataError(f"{where}: the split row's fragment table (offsets {offsets[:3]}..., frames "
+                             f"{frames[:3]}...) disagrees with the stored stream's (offsets {got_offsets[:3]}..., "
+                             f"frames {got_frames[:3]}...); the split and the store do not belong together")
+    if total != sample.frames:
+        raise ShardDataError(f"{where}: the stored stream's fragments hold {total} frames, its .nfr says "
+                             f"{sample.frames}")
 
 
 class ShardFiles:

@@ -299,6 +299,12 @@ def _boxes(data: bytes, start: int = 0, end: int | None = None):
 def fragment_table(data: bytes) -> dict:
     """The fragment table of a fragmented MP4: each top-level `moof`'s byte offset and the index of its first frame
     (frames counted from the `trun` sample counts). Empty lists for an MP4 that is not fragmented."""
+    offsets, frames, _ = stream_fragments(data)
+    return {"fragment_offsets": offsets, "fragment_frames": frames}
+
+
+def stream_fragments(data) -> tuple[list[int], list[int], int]:
+    """(moof offsets, first frame of each fragment, frames in all fragments) of a fragmented MP4."""
     offsets, frames = [], []
     count = 0
     for kind, pos, size, header in _boxes(data):
@@ -311,4 +317,4 @@ def fragment_table(data: bytes) -> dict:
                 for k2, p2, s2, h2 in _boxes(data, p + h, p + s):
                     if k2 == "trun":        # full box: version + flags (4 bytes), then sample_count
                         count += struct.unpack_from(">I", data, p2 + h2 + 4)[0]
-    return {"fragment_offsets": offsets, "fragment_frames": frames}
+    return offsets, frames, count

@@ -27,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import manifest as mf
+from . import storage
 from .index import BLOCK, format_index, scan_tar, split_name
 from .storage import Store
 from .writer import padded, sample_members
@@ -93,6 +94,59 @@ def verify(url: str) -> Report:
         if index is None:
             report.problems.append(Problem("missing index", index_name))
         report.problems += check_shard(shard, store.read_bytes(shard), rows, index)
+    return report
+
+
+def verify_split(url: str) -> Report:
+    """Check a split file's rows against the shards they name: each row's tar members at `offset` spanning `size`,
+    `.lbl` = `source_label`, `.nfr` = `num_frames`, and the row's fragment table = the stored stream's. The split
+    itself is read with its checks first (`shards.splits.read_split`: its set, columns, shards inside the store)."""
+    from .splits import read_split
+    from .transcode import VideoError, stream_fragments
+
+    rows, _ = read_split(url)
+    report = Report(url, samples=rows.num_rows)
+    by_shard: dict[str, list[dict]] = {}
+    for row in rows.to_pylist():
+        by_shard.setdefault(row["shard"], []).append(row)
+    for shard in sorted(by_shard):
+        try:
+            data = storage.read_bytes(shard)
+        except FileNotFoundError:
+            report.problems.append(Problem("missing shard", shard, detail=f"{len(by_shard[shard])} samples of the "
+                                                                          "split"))
+            continue
+        report.shards += 1
+        samples, broken = _scan(data)
+        if broken:
+            report.problems.append(Problem("truncated", shard, detail=broken))
+        by_offset = {s.offset: s for s in samples}
+        for row in by_shard[shard]:
+            key, sample = row["key"], by_offset.get(row["offset"])
+            if sample is None or sample.key != key:
+                found = f"sample {sample.key}" if sample is not None else "no sample"
+                report.problems.append(Problem("members", shard, key, f"{found} starts at offset {row['offset']}"))
+                continue
+            if sample.size != row["size"]:
+                report.problems.append(Problem("size", shard, key, f"spans {sample.size} bytes, the split says "
+                                                                   f"{row['size']}"))
+            got = {m.ext: data[m.offset:m.offset + m.size] for m in sample.members}
+            for ext, column in (("lbl", "source_label"), ("nfr", "num_frames")):
+                raw = got.get(ext, b"")
+                value = struct.unpack("<i", raw)[0] if len(raw) == 4 else None
+                if column in row and row[column] is not None and value != row[column]:
+                    report.problems.append(Problem("label" if ext == "lbl" else "frames", shard, key,
+                                                   f".{ext} holds {value}, the split's {column} is {row[column]}"))
+            want = (row.get("fragment_offsets"), row.get("fragment_frames"))
+            if want[0]:
+                try:
+                    have = stream_fragments(got.get("mp4", b""))[:2]
+                except VideoError as e:
+                    have = (f"unreadable ({e})", None)
+                if list(have) != [list(want[0]), list(want[1] or [])]:
+                    report.problems.append(Problem("fragments", shard, key, "the split's fragment table "
+                                                   f"({want[0][:3]}...) disagrees with the stored stream's "
+                                                   f"({have[0][:3] if isinstance(have[0], list) else have[0]}...)"))
     return report
 
 
