@@ -133,7 +133,7 @@ def test_a_latin1_byte_in_a_kinetics_csv_names_line_and_column(tmp_path):
 def test_a_kinetics_csv_with_a_nul_byte_or_a_repeated_column_is_refused(tmp_path):
     with pytest.raises(LayoutError) as e:
         load("k400", kinetics(tmp_path / "nul", f"{HEADER}\nabseiling,aa\0a,10,20,train\n"))
-    one_line(e.value, "train.csv:2:14", "NUL")
+    one_line(e.value, "train.csv:2:13", "NUL")
     with pytest.raises(LayoutError) as e:
         load("k400", kinetics(tmp_path / "twice", f"{HEADER},label\nabseiling,aaaaaaaaaaa,10,20,train,x\n"))
     one_line(e.value, "train.csv:1", "label twice")
