@@ -36,6 +36,18 @@ from .sampling import BatchParams, batch_rng, draw_batch_params, first_frames
 log = logging.getLogger(__name__)
 
 
+class LoaderSettingError(ValueError):
+    """A loader setting outside its range (a frame count, a stride, a batch size); the message names it."""
+
+
+# (setting, lowest, highest): integers, then numbers
+_INT_RANGES = (("num_frames", 1, 1024), ("frame_stride", 1, 1000), ("batch_size", 1, 65536), ("num_views", 1, 100),
+               ("crop_size", 1, 8192), ("num_threads", 1, 1024), ("prefetch", 1, 1024), ("interleave_shards", 1,
+                                                                                          1_000_000),
+               ("io_threads", 1, 1024), ("read_chunk_mb", 1, 1_000_000), ("read_buffer_mb", 1, 10_000_000))
+_FLOAT_RANGES = (("interleave_jitter", 0.0, 1e6), ("io_timeout_s", 0.001, 86400.0), ("io_retry_s", 0.0, 1e7))
+
+
 @dataclass
 class LoaderConfig:
     device: str = "cpu"            # "cpu" | "gpu"
@@ -68,6 +80,24 @@ class LoaderConfig:
     read_buffer_mb: int = 512      # object storage: most chunk bytes held at once, else one read per sample
     gather: bool = True            # decode only the fragments holding the sampled frames, each cut after its last
                                    # one (`shards.fmp4`); False: the stream from the fragment before the clip on
+
+    def __post_init__(self):
+        """Every setting within its real range; the error names the setting and the value (`LoaderSettingError`)."""
+        for name, low, high in _INT_RANGES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+                raise LoaderSettingError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        for name, low, high in _FLOAT_RANGES:
+            value = getattr(self, name)
+            if value is None and name == "io_retry_s":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not low <= value <= high:
+                raise LoaderSettingError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}")
+        lo_hi = tuple(self.short_side_range)
+        if len(lo_hi) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in lo_hi):
+            raise LoaderSettingError(f"short_side_range must be two integers [lo, hi], got {self.short_side_range!r}")
+
+
 @dataclass
 class Batch:
     clips: torch.Tensor        # B x T x 3 x H x W, CLIP-normalised, on the chosen device, requested dtype

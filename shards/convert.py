@@ -470,7 +470,11 @@ def _fragment(store: Store, name: str):
         return None
     table = mf.read_table(store, rel)
     rejects = mf.read_table(store, f"{WORK}/{name}.rejects.parquet")
-    consumed = int(table.schema.metadata[b"consumed"])
+    try:
+        consumed = int((table.schema.metadata or {})[b"consumed"])
+    except (KeyError, ValueError):
+        raise ConversionError(f"{store.url_of(rel)}: damaged (no 'consumed' count in its metadata); remove it and "
+                              "its shard, then rerun to convert that shard again") from None
     return table.to_pylist(), rejects.to_pylist(), consumed
 
 

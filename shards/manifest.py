@@ -132,13 +132,13 @@ def bad_store_path(rel) -> str | None:
     """Why `rel` (a manifest's `shard`) is not a path inside its store, or None when it is one: a relative POSIX
     path without `..`, `.` or empty parts, no URL, no NUL."""
     if not isinstance(rel, str) or not rel:
-        return "no shard named"
+        return "empty"
     if "\0" in rel or "\\" in rel:
         return "not a plain path"
     if rel.startswith("/") or "://" in rel:
         return "an absolute path or URL, not a path inside the store"
     if any(part in ("", ".", "..") for part in rel.split("/")):
-        return "leaves the store ('..') or is not a plain relative path"
+        return "outside the store ('..') or not a plain relative path"
     return None
 
 
@@ -149,7 +149,7 @@ def check_store_paths(table: pa.Table, where: str, column: str = "shard") -> Non
     names = values.dictionary.to_pylist()
     bad = {i: why for i, n in enumerate(names) if (why := bad_store_path(n)) is not None}
     if values.null_count:
-        bad[-1] = "no shard named"
+        bad[-1] = "empty"
     if not bad:
         return
     indices = values.indices.to_numpy(zero_copy_only=False)

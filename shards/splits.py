@@ -33,7 +33,7 @@ from .storage import Store, is_remote, join, split_url
 
 __all__ = [
     "B2N_DATASETS", "CROSS_DATASETS", "ClassEntry", "Manifest", "SplitError", "SplitFile", "SplitPlan", "SplitWarning",
-    "base2novel", "check_split_set", "cross", "cross_train", "format_summary", "k600_novel", "rank", "read_split",
+    "base2novel", "check_plan", "check_split_set", "cross", "cross_train", "format_summary", "k600_novel", "rank", "read_split",
     "write_plan",
 ]
 
@@ -194,14 +194,7 @@ def write_plan(plan: SplitPlan, out: str, settings: dict | None = None) -> list[
     the lock, see tools/make_splits.py).
     """
     store = Store(join(out, plan.folder))
-    classes: dict[str, list[ClassEntry]] = {}
-    for f in plan.files:
-        if classes.setdefault(f.classes_name, f.classes) != f.classes:
-            raise SplitError(f"{plan.folder}: two different class lists for {f.classes_name}")
-        f.check_labels(f"{plan.folder}/{f.name}")
-        if not f.rows:
-            raise SplitError(f"{plan.folder}/{f.name}: no samples (its {len(f.classes)} classes have no "
-                             f"labelled videos in {f.manifest.url}); an empty split cannot be trained or evaluated")
+    classes = check_plan(plan)
     run = set_id(plan)
     storage.remove(store.url_of(SET_FILE))
     files: dict[str, dict] = {}
@@ -228,6 +221,20 @@ def write_plan(plan: SplitPlan, out: str, settings: dict | None = None) -> list[
     store.write_bytes(SET_FILE, json.dumps(manifest, indent=1, sort_keys=True).encode())
     store.clean_tmp()
     return summary
+
+
+def check_plan(plan: SplitPlan) -> dict[str, list[ClassEntry]]:
+    """What a plan must satisfy before any of it is written: one class list per classes file, labels the pipeline
+    can use, no empty split. Returns the classes files' entries by name."""
+    classes: dict[str, list[ClassEntry]] = {}
+    for f in plan.files:
+        if classes.setdefault(f.classes_name, f.classes) != f.classes:
+            raise SplitError(f"{plan.folder}: two different class lists for {f.classes_name}")
+        f.check_labels(f"{plan.folder}/{f.name}")
+        if not f.rows:
+            raise SplitError(f"{plan.folder}/{f.name}: no samples (its {len(f.classes)} classes have no "
+                             f"labelled videos in {f.manifest.url}); an empty split cannot be trained or evaluated")
+    return classes
 
 
 def set_id(plan: SplitPlan) -> str:
@@ -351,7 +358,7 @@ def _check_shards_inside(rows: pa.Table, url: str, store_url: str) -> None:
         elif not (is_remote(shard) or shard.startswith("/")):
             why = "not an absolute path or URL"
         else:
-            why = "leaves its folder ('..')" if ".." in shard.split("/") else None
+            why = "outside its folder ('..')" if ".." in shard.split("/") else None
         if why:
             row = pc.index(shards.indices, code).as_py()
             raise SplitError(f"{url}: row {row} (key {rows.column('key')[row].as_py()!r}): shard {shard!r} is {why}")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shards.cli import run, setup_logging
+from shards.cli import describe, run, setup_logging
 from shards.convert import SettingError, check_fps, parse_part, parse_size
 from tool_module import load_tool
 
@@ -133,3 +133,33 @@ def test_every_data_side_value_gives_a_value_or_an_argparse_error(text):
     for flag in ("--shots", "--num-train-sets", "--num-eval-sets", "--classes-per-set", "--seed"):
         _parses_or_exits_2(make_splits.parse_args, SPLITS_REQUIRED + [f"{flag}={text}"])
     _parses_or_exits_2(load_tool("verify_shards").main, ["--max-lines=" + text, "--split"])
+
+
+# ------------------------------------------------------------------------------- bookkeeping: locks, loader settings
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b"\xff\xfe", b"null", b'{"host": "HOST", "pid": "abc"}',
+                                     b'{"host": "HOST", "pid": 0}', b'{"host": "elsewhere", "heartbeat": "x"}'])
+def test_a_lock_that_is_not_a_holder_record_is_taken_over(tmp_path, content, caplog):
+    from shards.storage.lock import RunLock
+    import socket
+    lock = tmp_path / "run.lock"
+    lock.write_bytes(content.replace(b"HOST", socket.gethostname().encode()))
+    with caplog.at_level(logging.WARNING), RunLock(str(lock)) as held:
+        assert held.took_over is not None
+    assert "taking over the lock of a run that is gone" in caplog.text
+
+
+@pytest.mark.parametrize("setting, value", [("frame_stride", -3), ("num_frames", 0), ("batch_size", 0),
+                                            ("num_threads", 0), ("io_timeout_s", float("nan")),
+                                            ("interleave_jitter", float("inf")), ("short_side_range", (224,))])
+def test_a_loader_setting_out_of_range_names_it(setting, value):
+    from pipeline.loader import LoaderConfig, LoaderSettingError
+    with pytest.raises(LoaderSettingError, match=setting) as e:
+        LoaderConfig(**{setting: value})
+    assert describe(e.value) is not None
+
+
+def test_show_batch_refuses_an_output_that_is_no_image(capsys):
+    with pytest.raises(SystemExit) as e:
+        load_tool("show_batch").main(["--split", "x.parquet", "--out", "batch.txt"])
+    assert e.value.code == 2 and "--out 'batch.txt'" in capsys.readouterr().err

@@ -58,7 +58,7 @@ def test_bad_arguments_are_argparse_errors(tmp_path):
     for flag, value, text in [("--limit", "-1", "--limit: must be at least 1, got -1"),
                               ("--limit", "0", "--limit: must be at least 1"),
                               ("--workers", "0", "--workers: must be at least 1"),
-                              ("--fps", "-30", "--fps: must be positive"),
+                              ("--fps", "-30", "--fps must be from 1 to 240"),
                               ("--shard-size", "0MB", "the shard size must be positive"),
                               ("--shard-size", "lots", "cannot read size"),
                               ("--keyframe-interval", "x", "expected a number")]:

@@ -99,23 +99,25 @@ def main(argv=None) -> int:
     t0 = time.time()
     warnings.simplefilter("ignore", splits.SplitWarning)   # printed below from plan.warnings, once each
     try:
+        plans = plan(args)
         with RunLock(join(args.out, LOCK), what=args.out):
-            plans, rows = make(args)
+            rows = [row for p in plans for row in splits.write_plan(p, args.out, run_settings(args))]
     except (splits.SplitError, LayoutError, FileNotFoundError) as e:
         print(f"make_splits: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    for plan in plans:
-        for note in plan.notes:
+    for p in plans:
+        for note in p.notes:
             print(note, flush=True)
-        for w in plan.warnings:
+        for w in p.warnings:
             print(f"WARNING: {w}", file=sys.stderr, flush=True)
     print(splits.format_summary(rows))
     print(f"wrote {len(rows)} files under {args.out} in {time.time() - t0:.1f}s")
     return 0
 
 
-def make(args: argparse.Namespace):
-    """Plan every split set first (all input checked), then write each as one unit (`splits.write_plan`)."""
+def plan(args: argparse.Namespace) -> list:
+    """Every split set of the command, planned (all input read and checked) before anything is written; each is
+    then written as one unit (`splits.write_plan`) under the lock of --out."""
     if args.protocol == "base2novel":
         m = splits.Manifest.load(args.manifest, args.dataset)
         plans = [splits.base2novel(m, shots=args.shots, seed=args.seed, num_train_sets=args.num_train_sets,
@@ -132,10 +134,9 @@ def make(args: argparse.Namespace):
                               novel_classes_text=read(args.novel_classes), novel_classes_path=args.novel_classes,
                               class_names=read(args.class_names), class_names_path=args.class_names,
                               split_files=args.from_split_files, split_format=args.split_format)]
-    rows = []
-    for plan in plans:
-        rows += splits.write_plan(plan, args.out, run_settings(args))
-    return plans, rows
+    for p in plans:
+        splits.check_plan(p)
+    return plans
 
 
 if __name__ == "__main__":

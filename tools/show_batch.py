@@ -55,6 +55,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     add_logging_flags(ap)
     args = ap.parse_args(argv)
+    if os.path.splitext(args.out)[1].lower() not in Image.registered_extensions():
+        ap.error(f"--out {args.out!r}: name an image file (.png, .jpg, ...)")
     setup_logging(args.quiet, args.verbose)
 
     cfg = LoaderConfig(device=args.device, batch_size=args.batch_size, num_frames=args.num_frames,

@@ -64,18 +64,25 @@ class RunLock:
     def holder(self) -> dict | None:
         """The current holder's record, or None when there is no lock (or it vanished while reading)."""
         try:
-            return json.loads(storage.read_bytes(self.url))
+            held = json.loads(storage.read_bytes(self.url))
         except FileNotFoundError:
             return None
-        except ValueError:
+        except (ValueError, RecursionError):   # not UTF-8, not JSON
+            held = None
+        if not isinstance(held, dict):
             return {"host": "?", "pid": -1, "started": "?", "heartbeat": 0.0, "broken": True}
+        return held
 
     def is_stale(self, held: dict) -> bool:
         if held.get("broken"):
             return True   # a half-written lock cannot happen with atomic writes; treat garbage as stale
-        if held.get("host") == socket.gethostname():
-            return not pid_alive(int(held.get("pid", -1)), held.get("pid_start"))
-        return time.time() - float(held.get("heartbeat", 0)) > self.stale_after_s
+        try:
+            if held.get("host") == socket.gethostname():
+                pid = int(held.get("pid", -1))
+                return pid <= 0 or not pid_alive(pid, held.get("pid_start"))
+            return time.time() - float(held.get("heartbeat", 0)) > self.stale_after_s
+        except (TypeError, ValueError, OverflowError):
+            return True   # a pid or heartbeat that is no number: garbage, as above
 
     @staticmethod
     def describe(held: dict) -> str:
