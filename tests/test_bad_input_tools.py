@@ -163,3 +163,15 @@ def test_show_batch_refuses_an_output_that_is_no_image(capsys):
     with pytest.raises(SystemExit) as e:
         load_tool("show_batch").main(["--split", "x.parquet", "--out", "batch.txt"])
     assert e.value.code == 2 and "--out 'batch.txt'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out", ["s3://", "s3:///prefix", "s3://bucket/../other", "://x"])
+def test_an_object_storage_url_without_a_bucket_is_an_error_not_a_local_folder(tmp_path, monkeypatch, capsys, out):
+    root = k400_annotations(tmp_path / "k400")
+    monkeypatch.chdir(tmp_path)
+    for tool, argv in ((make_shards, ["--dataset", "k400", "--root", root, "--out", out, "--no-progress"]),
+                       (load_tool("verify_shards"), [out])):
+        assert run(tool.main, argv, prog="tool") == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and repr(out) in err and "bucket/prefix" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k400"]

@@ -45,10 +45,20 @@ def is_remote(url: str) -> bool:
     return "://" in str(url) and not str(url).startswith("file://")
 
 
+class URLError(ValueError):
+    """A URL that names no place in object storage (`s3://` without a bucket, `..` in its path); names the URL."""
+
+
 def normalise(url: str) -> str:
     """An S3 URL without its trailing slash, or an absolute local path."""
     url = str(url)
-    return url.rstrip("/") if is_remote(url) else os.path.abspath(url)
+    if not is_remote(url):
+        return os.path.abspath(url)
+    scheme, _, rest = url.partition("://")
+    parts = rest.rstrip("/").split("/")
+    if not scheme or not parts[0] or any(p in (".", "..") for p in parts):
+        raise URLError(f"{url!r} names no object in storage: write {scheme or 's3'}://bucket/prefix")
+    return url.rstrip("/")
 
 
 def join(base: str, *parts: str) -> str:
