@@ -311,3 +311,34 @@ def test_any_ssv2_label_files_give_records_or_a_layout_error(labels, entries, ra
         _load_or_layout_error("ssv2", ssv2(d, entries))
         _load_or_layout_error("ssv2", ssv2(d, entries, raw_labels=json.dumps(labels).encode()))
         _load_or_layout_error("ssv2", ssv2(d, raw))
+
+
+# ------------------------------------------------------------- property-based: published split and class files
+
+id_lines = st.lists(st.one_of(st.text(max_size=20), st.sampled_from(
+    ["0,abseiling", "1,bowling", "id,name", "\u00b2,x", "-1,y", "99999999999999999999999,z", "2,\"q, r\"", "# c"])),
+    max_size=6).map("\n".join)
+
+
+@FAST
+@given(text=id_lines, prompts=st.one_of(st.text(max_size=40), json_values.map(json.dumps)))
+def test_any_published_list_or_class_file_gives_a_result_or_a_split_error(text, prompts):
+    from shards.protocols.names import SplitError, load_prompts, parse_label_list, parse_name_list
+    from shards.protocols.published import parse_list
+    classes = [(0, "abseiling"), (1, "bowling")]
+    for parse in (lambda: parse_list(text, "list.txt"), lambda: parse_label_list(text, "labels.csv"),
+                  lambda: parse_name_list(text, "names.txt"), lambda: load_prompts(text, "c.json", classes),
+                  lambda: load_prompts(prompts, "c.json", classes)):
+        try:
+            parse()
+        except SplitError as e:
+            one_line(e)
+
+
+def test_a_published_file_with_a_latin1_byte_names_line_and_column(tmp_path):
+    from shards.protocols.published import read_text
+    path = tmp_path / "train.txt"
+    path.write_bytes(b"a.avi 1\nb\xe9.avi 2\n")
+    with pytest.raises(LayoutError) as e:
+        read_text(str(path))
+    one_line(e.value, "train.txt:2:2", "0xe9")

@@ -10,6 +10,9 @@ import re
 from dataclasses import dataclass
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")   # a label id as the files write it (ASCII digits)
+
+
 class SplitError(ValueError):
     """Bad input to the split builder: the message names the file, row or class."""
 
@@ -48,7 +51,7 @@ def parse_label_list(text: str, where: str, *, header: bool | None = None) -> li
         head, sep, name = line.partition(",")
         if lineno == 1 and header is not False and head.strip().lower() == "id":
             continue
-        if not sep or not head.strip().lstrip("-").isdigit():
+        if not sep or not _INTEGER.fullmatch(head.strip()):
             raise SplitError(f"{where}:{lineno}: expected 'id,name', got {line!r}")
         name = name.strip()
         if len(name) >= 2 and name[0] == name[-1] == '"':
@@ -63,8 +66,9 @@ def parse_label_list(text: str, where: str, *, header: bool | None = None) -> li
 def parse_name_list(text: str, where: str) -> list[str]:
     """Class names one per line, or an `id,name` CSV (with or without header); '#' starts a comment line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    if lines and all("," in ln and ln.split(",", 1)[0].strip().isdigit() for ln in lines[1:]) and (
-            lines[0].split(",", 1)[0].strip().lower() in ("id",) or lines[0].split(",", 1)[0].strip().isdigit()):
+    heads = [ln.split(",", 1)[0].strip() for ln in lines]
+    if lines and all("," in ln and _INTEGER.fullmatch(h) for ln, h in zip(lines[1:], heads[1:])) and (
+            heads[0].lower() == "id" or _INTEGER.fullmatch(heads[0])):
         return [name for _, name in parse_label_list("\n".join(lines), where)]
     return lines
 
@@ -151,8 +155,8 @@ def load_prompts(text: str, where: str, classes: list[tuple[int, str]]) -> Descr
     """
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SplitError(f"{where}: not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise SplitError(f"{where}: not valid JSON: {str(e).splitlines()[0][:120]}") from None
     if not isinstance(data, dict):
         raise SplitError(f"{where}: expected a JSON object {{class: text}}, got {type(data).__name__}")
     by_label = dict(classes)
@@ -174,7 +178,7 @@ def load_prompts(text: str, where: str, classes: list[tuple[int, str]]) -> Descr
         if not isinstance(text_, str) or not text_.strip():
             raise SplitError(f"{where}: class {key!r}: the prompt must be a non-empty string")
         key_s, text_ = str(key).strip(), text_.strip()
-        numeric = key_s.lstrip("-").isdigit()
+        numeric = bool(_INTEGER.fullmatch(key_s))
         entry = split_entry(text_)
         if not numeric:
             lbl, fuzzy = find(key_s)

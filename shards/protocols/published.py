@@ -20,6 +20,7 @@ import re
 from collections import defaultdict
 
 from .core import Manifest, SplitFile, SplitPlan, by_class, check_disjoint, entries_of, with_descriptions
+from .. import sources
 from .names import ClassEntry, SplitError, load_prompts, normalise, parse_label_list, readable_name
 
 VIFI_B2N = {"k400": ("k400_splits", "kinetics_400"), "hmdb51": ("hmdb_splits", "hmdb_51"),
@@ -66,8 +67,9 @@ class Tree:
 
 
 def read_text(path: str) -> str:
-    with open(path, encoding="utf-8-sig") as f:
-        return f.read()
+    """A published split or class file: UTF-8 (a byte-order mark dropped); other bytes are an error naming the
+    file, line and column (`shards.sources.read_text`)."""
+    return sources.read_text(path)
 
 
 def parse_list(text: str, where: str) -> list[tuple[int, str, int]]:
