@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import storage
 from .manifest import bad_store_path, parse_table, require_columns, table_bytes
 from .protocols import published as pub
 from .protocols.core import (B2N_DATASETS, CLASS_SCHEMA, CROSS_DATASETS, OFFICIAL, Manifest, SplitFile,
@@ -186,17 +185,18 @@ CLASS_COLUMNS = ("label", "class_name")
 def write_plan(plan: SplitPlan, out: str, settings: dict | None = None) -> list[tuple[str, int, int]]:
     """Write the plan's split and classes files under OUT/<folder> as one set; return (file, classes, samples) rows.
 
-    The set manifest `split_set.json` (the run's id and settings, each file's sha256 and size) is removed first
-    and written last, so a reader (`check_split_set`) sees either a whole set or one it refuses: a run that
-    stops part-way leaves files that no manifest vouches for. Each split file's schema metadata names the run
-    (`split_set`, `set_id`), so an unfinished set is told apart from split files written by hand. A classes file shared
-    by several split files is written once, before them. One make_splits per --out at a time (the caller holds
-    the lock, see tools/make_splits.py).
+    The set manifest `split_set.json` is replaced first by one that says the set is being written (`"state":
+    "writing"`), and written last with the run's id and settings and each file's sha256 and size (`"state":
+    "complete"`), so a reader (`check_split_set`) sees either a whole set or one it refuses: a run that stops
+    part-way leaves a manifest that says so. Each split file's schema metadata names its set (`split_set`). A
+    classes file shared by several split files is written once, before them. One make_splits per --out at a
+    time (the caller holds the lock, see tools/make_splits.py).
     """
     store = Store(join(out, plan.folder))
     classes = check_plan(plan)
     run = set_id(plan)
-    storage.remove(store.url_of(SET_FILE))
+    store.write_bytes(SET_FILE, json.dumps({"run": run, "state": "writing", "plan": plan.meta, "files": {}},
+                                           indent=1, sort_keys=True).encode())
     files: dict[str, dict] = {}
 
     def put(name: str, data: bytes, **about) -> None:
@@ -216,7 +216,7 @@ def write_plan(plan: SplitPlan, out: str, settings: dict | None = None) -> list[
         summary.append((posixpath.join(plan.folder, f"{f.name}.parquet"), len(f.classes), len(f.rows)))
     for name, entries in classes.items():
         summary.append((posixpath.join(plan.folder, f"{name}.parquet"), len(entries), 0))
-    manifest = {"run": run, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    manifest = {"run": run, "state": "complete", "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "plan": plan.meta, "settings": settings or {}, "files": files}
     store.write_bytes(SET_FILE, json.dumps(manifest, indent=1, sort_keys=True).encode())
     store.clean_tmp()
@@ -271,23 +271,19 @@ def check_split_set(url: str, data: dict[str, bytes] | None = None, *, whole: bo
 
     The file at `url` must be listed in its folder's `split_set.json`, and each listed file (`whole`), or the file
     and its classes file, must have the listed sha256; the error names every file that does not, and the run
-    that wrote the manifest. A split file that make_splits wrote (its metadata names a run) without a manifest
-    beside it is an unfinished set. Files without that metadata and without a manifest (written by other
-    tools) are accepted as they are. `data` holds bytes the caller has read already, by file name.
+    that wrote the manifest. A manifest that says the set is still being written is an unfinished set. Split
+    files without a manifest beside them (written by other tools, or copied alone) are accepted as they are.
+    `data` holds bytes the caller has read already, by file name.
     """
     folder, name = split_url(url)
     store = Store(folder)
     data = dict(data or {})
     doc = read_set(folder)
     if doc is None:
-        raw = data.get(name)
-        if raw is None:
-            raw = data[name] = store.read_bytes(name)
-        meta = parse_table(raw, url).schema.metadata or {}
-        if SET_KEY in meta:
-            raise SplitError(f"{url}: its split set is unfinished ({store.url_of(SET_FILE)} is missing): the "
-                             "make_splits run that wrote it stopped part-way; rerun make_splits")
         return None
+    if doc.get("state") != "complete":
+        raise SplitError(f"{url}: its split set is unfinished ({store.url_of(SET_FILE)} says make_splits run "
+                         f"{doc['run']} was still writing it): that run stopped part-way; rerun make_splits")
     files = doc["files"]
     if name not in files:
         raise SplitError(f"{url} is not part of the split set in {folder} (make_splits run {doc['run']} wrote "

@@ -432,6 +432,7 @@ def test_reads_s3_through_moto(ucf, s3_bucket):
     rows = pq.read_table(ucf["eval"])
     urls = [f"s3://{s3_bucket}/store/{os.path.basename(u)}" for u in rows.column("shard").to_pylist()]
     rows = rows.set_column(rows.column_names.index("shard"), "shard", pa.array(urls))
+    rows = rows.replace_schema_metadata({**rows.schema.metadata, b"store": f"s3://{s3_bucket}/store".encode()})
     buf = io.BytesIO()
     pq.write_table(rows, buf)
     s3.put_object(Bucket=s3_bucket, Key="splits/eval_base.parquet", Body=buf.getvalue())
