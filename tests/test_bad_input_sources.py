@@ -342,3 +342,16 @@ def test_a_published_file_with_a_latin1_byte_names_line_and_column(tmp_path):
     with pytest.raises(LayoutError) as e:
         read_text(str(path))
     one_line(e.value, "train.txt:2:2", "0xe9")
+
+
+def test_a_class_folder_whose_name_is_not_utf8_is_named_with_its_bytes(tmp_path):
+    root = os.fsencode(str(tmp_path))
+    lists = os.path.join(root, b"testTrainMulti_7030_splits")
+    os.makedirs(lists)
+    os.makedirs(os.path.join(root, b"caf\xe9"))
+    for k in (1, 2, 3):
+        with open(os.path.join(lists, b"caf\xe9_test_split%d.txt" % k), "w") as f:
+            f.write("a.avi 1\n")
+    with pytest.raises(LayoutError) as e:
+        load("hmdb51", str(tmp_path))
+    one_line(e.value, "caf\\xe9/a.avi", "the class name 'caf\\xe9' is not valid UTF-8")

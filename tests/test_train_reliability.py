@@ -151,7 +151,11 @@ def _damage_copy(data: Path, tmp: Path, how: str) -> tuple[Path, str]:
         if "shard" in t.schema.names:
             text = [str(s).replace(str(data / "shards"), str(root / "shards")) for s in t.column("shard").to_pylist()]
             fixed = t.set_column(t.schema.get_field_index("shard"), "shard", pa.array(text))
-            pq.write_table(fixed.replace_schema_metadata(t.schema.metadata), split)
+            meta = {k: (v.decode().replace(str(data / "shards"), str(root / "shards")).encode() if k == b"store" else v)
+                    for k, v in t.schema.metadata.items()}
+            pq.write_table(fixed.replace_schema_metadata(meta), split)
+    for manifest in (root / "splits").rglob("split_set.json"):   # the edited files are no longer the set it lists
+        manifest.unlink()
     if how == "truncated":
         with open(tar, "r+b") as f:
             f.truncate(victim["offset"] + 1024)  # the tar ends inside the victim's video

@@ -117,9 +117,17 @@ def check_record(root: str, r: VideoRecord) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            shown = value.encode("utf-8", "backslashreplace").decode("ascii", "replace")
-            raise LayoutError(f"{shown}: the {what} is not valid UTF-8 text (rename the file or fix the "
-                              f"annotation)") from None
+            raise LayoutError(f"{os.path.join(root, _shown(r.source_path))}: the {what} '{_shown(value)}' is not "
+                              "valid UTF-8 text (rename the file or folder, or fix the annotation)") from None
+
+
+def _shown(text: str) -> str:
+    """`text` as printable ASCII, with the bytes a file name held that UTF-8 cannot decode as `\\xe9` escapes."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("ascii", "backslashreplace")
 
 
 def require(path: str, what: str) -> str:
