@@ -120,11 +120,25 @@ def parse_table(data: bytes, where: str) -> pa.Table:
         raise TableError(f"{where}: not a readable Parquet file ({e})") from e
 
 
+# the kind of value each column the readers use must hold (an all-null column passes: nulls are checked apart)
+_INTEGER = ("offset", "size", "label", "num_frames", "source_label", "bytes")
+_TEXT = ("key", "shard", "class_name", "sha256", "split", "dataset", "video_id", "prompt")
+
+
 def require_columns(table: pa.Table, columns, where: str) -> pa.Table:
-    """`table` when it has every one of `columns`; else an error naming the file and the missing columns."""
+    """`table` when it has every one of `columns`, each of its kind (integers, text); else an error naming the
+    file and the missing or mistyped columns."""
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise TableError(f"{where}: missing column(s) {', '.join(missing)} (has {', '.join(table.column_names)})")
+    for c in columns:
+        kind = table.schema.field(c).type
+        if pa.types.is_null(kind):
+            continue
+        if c in _INTEGER and not pa.types.is_integer(kind):
+            raise TableError(f"{where}: column {c} holds {kind}, not integers")
+        if c in _TEXT and not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise TableError(f"{where}: column {c} holds {kind}, not text")
     return table
 
 

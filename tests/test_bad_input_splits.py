@@ -243,3 +243,15 @@ def test_a_manifest_missing_a_column_names_it(ucf101_shards, tmp_path, column):
         with pytest.raises((TableError, SplitError)) as e:
             reads(store)
         assert column in message(e.value) and "manifest.parquet" in message(e.value)
+
+
+@pytest.mark.parametrize("column, values", [("label", "text"), ("offset", 1.5), ("key", 7)])
+def test_a_manifest_column_of_the_wrong_kind_names_it(ucf101_shards, tmp_path, column, values):
+    def change(t: pa.Table) -> pa.Table:
+        new = pa.array([values if values != "text" else str(v) for v in t.column(column).to_pylist()])
+        return t.set_column(t.column_names.index(column), column, new)
+    store = store_copy(ucf101_shards[0], tmp_path / "s", change)
+    for reads in (verify, from_manifest, Manifest.load):
+        with pytest.raises(TableError) as e:
+            reads(store)
+        assert f"column {column} holds" in message(e.value) and "manifest.parquet" in message(e.value)

@@ -79,6 +79,7 @@ class Manifest:
         self.classes: list[tuple[int, str]] = sorted(zip(classes.column("label").to_pylist(),
                                                          classes.column("class_name").to_pylist()))
         self.class_name = dict(self.classes)
+        require_columns(table, _COLUMNS, self.store.url_of(MANIFEST))
         check_store_paths(table, self.store.url_of(MANIFEST))
         require_columns(classes, ("label", "class_name"), self.store.url_of(CLASSES))
         shards = {s: self.store.url_of(s) for s in set(self.col["shard"])}
