@@ -19,8 +19,9 @@ The API is small and stable; tools and model CLIs import exactly these:
 - `setup_logging(quiet, verbose)`: INFO by default, WARNING with `--quiet`, DEBUG with `--verbose`; one
   handler on stderr with the format `LEVEL name: message`. The S3 client's libraries (botocore, aiobotocore,
   s3fs, urllib3, ...; `QUIET_LIBRARIES`) stay at WARNING at every level, since their debug lines carry request
-  headers; and the handler replaces any credential of the environment (`SECRET_VARIABLES`) by `***`. Calling it again replaces the handler, so a
-  command that is run twice in one process (tests) never prints a line twice.
+  headers; and the handler replaces any credential of the environment (`SECRET_VARIABLES`) by `***`.
+  Calling it again replaces the handler, so a command that is run twice in one process (tests) never prints
+  a line twice.
 - `run(main, *args)`: calls `main(*args)` and returns its exit status. An *expected* failure becomes
   `prog: error: <file or URL>: <what happened>` on stderr and status 2 (`EXPECTED_STATUS`):
     * bad input, the one error family: every exception class that frostline's packages define (`LayoutError`,

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .manifest import MANIFEST as MANIFEST_FILE
 from .manifest import bad_store_path, parse_table, require_columns, table_bytes
 from .protocols import published as pub
 from .protocols.core import (B2N_DATASETS, CLASS_SCHEMA, CROSS_DATASETS, OFFICIAL, Manifest, SplitFile,
@@ -32,8 +33,8 @@ from .storage import Store, is_remote, join, split_url
 
 __all__ = [
     "B2N_DATASETS", "CROSS_DATASETS", "ClassEntry", "Manifest", "SplitError", "SplitFile", "SplitPlan", "SplitWarning",
-    "base2novel", "check_plan", "check_split_set", "cross", "cross_train", "format_summary", "k600_novel", "rank", "read_split",
-    "write_plan",
+    "base2novel", "check_plan", "check_split_set", "cross", "cross_train", "format_summary", "k600_novel", "rank",
+    "read_split", "write_plan",
 ]
 
 # --------------------------------------------------------------------------------------------- base-to-novel
@@ -275,6 +276,8 @@ def check_split_set(url: str, data: dict[str, bytes] | None = None, *, whole: bo
     files without a manifest beside them (written by other tools, or copied alone) are accepted as they are.
     `data` holds bytes the caller has read already, by file name.
     """
+    if not url.endswith(".parquet") or url.endswith(MANIFEST_FILE):
+        return None   # a shard store read through its manifest (pipeline.samples.load): no split set
     folder, name = split_url(url)
     store = Store(folder)
     data = dict(data or {})

@@ -124,7 +124,8 @@ def test_a_kinetics_time_end_before_its_start_names_its_row(tmp_path):
 
 
 def test_a_latin1_byte_in_a_kinetics_csv_names_line_and_column(tmp_path):
-    root = kinetics(tmp_path, f"{HEADER}\nabseiling,aaaaaaaaaaa,10,20,train\n".encode() + b"caf\xe9,bbbbbbbbbbb,0,10,train\n")
+    root = kinetics(tmp_path, f"{HEADER}\nabseiling,aaaaaaaaaaa,10,20,train\n".encode()
+                    + b"caf\xe9,bbbbbbbbbbb,0,10,train\n")
     with pytest.raises(LayoutError) as e:
         load("k400", root)
     one_line(e.value, "train.csv:3:4", "0xe9 is not UTF-8")
