@@ -194,4 +194,12 @@ def store_metadata(table: pa.Table) -> dict:
     """The conversion settings a manifest was written with (codec, fps, short side, keyframe interval...)."""
     meta = table.schema.metadata or {}
     raw = meta.get(b"frostline")
-    return json.loads(raw) if raw else {}
+    if not raw:
+        return {}
+    try:
+        settings = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        settings = None
+    if not isinstance(settings, dict):
+        raise TableError("the manifest's 'frostline' metadata (its conversion settings) is damaged: not a JSON object")
+    return settings
