@@ -3,17 +3,20 @@ store (the session's converted UCF101-layout dataset) and split files written by
 from __future__ import annotations
 
 import json
+import posixpath
 import shutil
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import reader
 from pipeline.samples import from_manifest, from_split
 from shards.cli import describe, run
-from shards.manifest import TableError
+from shards.manifest import TableError, bad_store_path
 from shards.splits import SET_FILE, Manifest, SplitError, check_split_set, read_split
 from shards.storage import join
 from shards.storage.lock import RunLock
@@ -255,3 +258,12 @@ def test_a_manifest_column_of_the_wrong_kind_names_it(ucf101_shards, tmp_path, c
         with pytest.raises(TableError) as e:
             reads(store)
         assert f"column {column} holds" in message(e.value) and "manifest.parquet" in message(e.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rel=st.one_of(st.text(max_size=30), st.lists(st.sampled_from(["..", ".", "", "a", "b.tar", "/", "\\", "s3:"]),
+                                                   max_size=5).map("/".join)))
+def test_a_shard_path_that_passes_stays_inside_its_store(rel):
+    if bad_store_path(rel) is None:
+        assert posixpath.normpath(posixpath.join("/store", rel)).startswith("/store/")
+        assert "://" not in rel and not rel.startswith("/")
