@@ -97,10 +97,11 @@ def verify(url: str) -> Report:
     return report
 
 
-def verify_split(url: str) -> Report:
+def verify_split(url: str, store: str | None = None) -> Report:
     """Check a split file's rows against the shards they name: each row's tar members at `offset` spanning `size`,
     `.lbl` = `source_label`, `.nfr` = `num_frames`, and the row's fragment table = the stored stream's. The split
-    itself is read with its checks first (`shards.splits.read_split`: its set, columns, shards inside the store)."""
+    itself is read with its checks first (`shards.splits.read_split`: its set, columns, shards inside the store).
+    With `store`, every row's shard must also lie in that store (a split of another store is reported per shard)."""
     from .splits import read_split
     from .transcode import VideoError, stream_fragments
 
@@ -109,7 +110,12 @@ def verify_split(url: str) -> Report:
     by_shard: dict[str, list[dict]] = {}
     for row in rows.to_pylist():
         by_shard.setdefault(row["shard"], []).append(row)
+    prefix = Store(store).url.rstrip("/") + "/" if store else None
     for shard in sorted(by_shard):
+        if prefix and not shard.startswith(prefix):
+            report.problems.append(Problem("outside the store", shard, detail=f"{len(by_shard[shard])} samples of "
+                                                                              f"the split; the store is {store}"))
+            continue
         try:
             data = storage.read_bytes(shard)
         except FileNotFoundError:

@@ -267,3 +267,15 @@ def test_a_shard_path_that_passes_stays_inside_its_store(rel):
     if bad_store_path(rel) is None:
         assert posixpath.normpath(posixpath.join("/store", rel)).startswith("/store/")
         assert "://" not in rel and not rel.startswith("/")
+
+
+def test_verify_shards_with_a_store_and_a_split_of_another_store_reports_every_shard(two_runs, tmp_path, capsys):
+    store, seed0, _ = two_runs
+    other = tmp_path / "other"
+    other.mkdir()
+    assert run(verify_shards.main, [store, "--split", str(seed0 / "eval_base.parquet")], prog="verify_shards") == 0
+    capsys.readouterr()
+    assert run(verify_shards.main, [str(other), "--split", str(seed0 / "eval_base.parquet")],
+               prog="verify_shards") == 2                    # no manifest in `other`: the store itself is unreadable
+    report = verify_split(str(seed0 / "eval_base.parquet"), str(other))
+    assert report.problems and all(p.kind == "outside the store" for p in report.problems)

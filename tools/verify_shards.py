@@ -28,7 +28,8 @@ def main(argv=None) -> int:
                    help="the shard store: a folder or s3://bucket/prefix (what make_shards --out wrote)")
     p.add_argument("--split", action="append", default=[], metavar="FILE",
                    help="also (or only) check a split file (make_splits): its set, and each row's members, label, "
-                        "frame count and fragment table against the stored stream; repeatable")
+                        "frame count and fragment table against the stored stream (and, with STORE, that its "
+                        "shards are STORE's); repeatable")
     p.add_argument("--max-lines", type=int, default=200, help="print at most this many problems (default 200)")
     add_logging_flags(p)
     args = p.parse_args(argv)
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     if args.max_lines < 0:
         p.error(f"--max-lines must be at least 0, got {args.max_lines}")
     setup_logging(args.quiet, args.verbose)
-    reports = ([verify(args.store)] if args.store else []) + [verify_split(f) for f in args.split]
+    reports = ([verify(args.store)] if args.store else []) + [verify_split(f, args.store) for f in args.split]
     for report in reports:
         for problem in report.problems[:args.max_lines]:
             print(problem)
