@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shards.manifest import read_classes, read_manifest
-from shards.splits import read_split
+from shards.splits import SplitError, read_split
 from shards.storage import Store
 
 from .sampling import flip_changes_label
@@ -195,7 +195,7 @@ def from_split(url: str) -> SampleTable:
     """A split Parquet file (`shards.splits` format) and its classes file."""
     rows, classes = read_split(url)
     if rows.num_rows == 0:
-        raise ValueError(f"{url}: split has no rows")
+        raise SplitError(f"{url}: the split has no rows: nothing to train on or evaluate; rerun make_splits")
     t = _table(rows, rows.column("shard").combine_chunks(), _numpy(rows.column("label").combine_chunks()),
                _numpy(rows.column("source_label").combine_chunks()), _classes(classes), url)
     t.check_labels()
