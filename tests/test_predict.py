@@ -161,5 +161,5 @@ def test_labels_from_a_classes_file(videos, weights, tmp_path):
 
 def test_bad_arguments_exit_2(videos, weights, tmp_path, capsys):
     assert predict.main([str(videos), "--labels", " , ", "--weights", str(weights)]) == 2
-    assert predict.main([str(videos), "--labels", "a", "--weights", str(tmp_path / "none.pt")]) == 2
+    assert predict.main([str(videos), "--labels", "a, b", "--weights", str(tmp_path / "none.pt")]) == 2
     assert "none.pt" in capsys.readouterr().err
