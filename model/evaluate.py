@@ -334,6 +334,9 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(a.quiet, a.verbose)
     if launched():
         die_with_parent()
+    if a.out:
+        from model.inputs import check_output_folder
+        check_output_folder(a.out, "--out")  # before the evaluation, not after it
     cfg = load_config(a.config, a.overrides)
     cfg.eval.zero_shot = cfg.eval.zero_shot or a.zero_shot
     cfg.eval.allow_partial = cfg.eval.allow_partial or a.allow_partial

@@ -105,3 +105,9 @@ def check_output_file(path: str, what: str = "output") -> None:
         raise InputError(f"{path}: is a folder; the {what} needs a file name")
     if not os.path.isdir(folder):
         raise InputError(f"{path}: the folder {folder} does not exist (create it first)")
+
+
+def check_output_folder(path: str, what: str = "output") -> None:
+    """An output folder can be made there: the path is not a file."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(f"{path}: is a file; the {what} needs a folder")

@@ -242,6 +242,10 @@ def read_weights(path: str | Path, *, allow_torchscript: bool = False) -> Loaded
         raise WeightsError(f"{path}: not a weights file frostline can read safely "
                            f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
     w.state_dict = {k: v.detach().float() if v.is_floating_point() else v for k, v in w.state_dict.items()}
+    broken = [k for k, v in w.state_dict.items() if v.is_floating_point() and bool(torch.isnan(v).any())]
+    if broken:  # a diverged run's weights: every prediction would be NaN, and accuracy a meaningless number
+        raise WeightsError(f"{path}: NaN values in {len(broken)} tensor(s), e.g. {broken[0]} (weights of a "
+                           f"diverged run?)")
     return w
 
 

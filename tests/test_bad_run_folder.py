@@ -268,3 +268,31 @@ def test_evaluating_an_empty_split_names_it(tmp_path, capsys):
     f = write_config(tmp_path)
     assert run(evaluate.main, ["--config", str(f), "--zero-shot"], prog="evaluate") == 2
     assert f"{folder / 'eval_base.parquet'}: the split has no rows" in one_line(capsys, "evaluate")
+
+
+def test_weights_with_nan_values_are_refused_naming_a_tensor(tmp_path, tiny_weights):
+    obj = torch.load(tiny_weights, weights_only=True)
+    name = next(k for k, v in obj["state_dict"].items() if v.is_floating_point())
+    obj["state_dict"][name][...] = float("nan")
+    path = tmp_path / "diverged.pt"
+    torch.save(obj, path)
+    with pytest.raises(WeightsError, match=f"diverged.pt: NaN values in 1 tensor\\(s\\), e.g. {name}"):
+        read_weights(path)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.clip=nonesuch", "unknown CLIP model 'nonesuch'"),
+    ("model.pretrained=not-a-tag", "cannot build 'frostline-tiny' with pretrained='not-a-tag'"),
+])
+def test_a_model_that_cannot_be_built_is_one_line(tmp_path, capsys, override, message):
+    f = write_config(tmp_path)
+    assert run(evaluate.main, ["--config", str(f), "--zero-shot", override], prog="evaluate") == 2
+    assert message in one_line(capsys, "evaluate")
+
+
+def test_evaluate_out_that_is_a_file_is_refused_before_evaluating(tmp_path, capsys):
+    f = write_config(tmp_path)
+    out = tmp_path / "results"
+    out.write_text("a file")
+    assert run(evaluate.main, ["--config", str(f), "--zero-shot", "--out", str(out)], prog="evaluate") == 2
+    assert f"{out}: is a file; the --out needs a folder" in one_line(capsys, "evaluate")
