@@ -220,3 +220,8 @@ def test_any_bytes_give_a_config_or_a_config_error(data):
         f = Path(d) / "c.yaml"
         f.write_bytes(data)
         _outcome(lambda: load_config(f))
+
+
+def test_the_documented_ranges_are_the_checked_ones():
+    doc = (REPO / "docs" / "errors-model.md").read_text()
+    assert [k for k in RANGES if f"| `{k}` |" not in doc] == []
