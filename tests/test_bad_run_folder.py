@@ -19,7 +19,6 @@ from tool_module import load_tool
 
 from model import average, evaluate, train
 from model.checkpoint import CheckpointError, check_resumable, latest_checkpoint, read_state
-from model.clip import build_clip, export_clip
 from model.config import load_config
 from model.weights import WeightsError, read_weights
 from shards.cli import run
@@ -46,15 +45,6 @@ def one_line(capsys, prog: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.startswith(f"{prog}: error: ")]
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model, _ = build_clip("frostline-tiny", pretrained=None)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    export_clip(model.state_dict(), path, "frostline-tiny")
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- latest.json
@@ -160,17 +150,17 @@ KINDS = ["empty", "text", "truncated", "zip-of-junk", "safetensors-header", "a-l
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_unreadable_weights_are_a_weights_error_naming_the_file(tmp_path, tiny_weights, kind):
-    path = _damaged(kind, tmp_path, tiny_weights)
+def test_unreadable_weights_are_a_weights_error_naming_the_file(tmp_path, tiny_clip_file, kind):
+    path = _damaged(kind, tmp_path, tiny_clip_file)
     with pytest.raises(WeightsError) as e:
         read_weights(path)
     assert str(path) in str(e.value)
 
 
-def test_evaluate_with_unreadable_weights_prints_one_line(tmp_path, tiny_weights):
+def test_evaluate_with_unreadable_weights_prints_one_line(tmp_path, tiny_clip_file):
     """The real command: `python model/evaluate.py --config F --weights W` with half a weights file."""
     f = write_config(tmp_path)
-    bad = _damaged("truncated", tmp_path, tiny_weights)
+    bad = _damaged("truncated", tmp_path, tiny_clip_file)
     r = subprocess.run([sys.executable, "model/evaluate.py", "--config", str(f), "--weights", str(bad)], cwd=REPO,
                        env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr[-3000:]
@@ -179,27 +169,27 @@ def test_evaluate_with_unreadable_weights_prints_one_line(tmp_path, tiny_weights
 
 
 @pytest.mark.parametrize("kind", ["text", "zip-of-junk", "a-list"])
-def test_train_eval_only_with_unreadable_weights_prints_one_line(tmp_path, tiny_weights, capsys, kind):
+def test_train_eval_only_with_unreadable_weights_prints_one_line(tmp_path, tiny_clip_file, capsys, kind):
     f = write_config(tmp_path)
-    bad = _damaged(kind, tmp_path, tiny_weights)
+    bad = _damaged(kind, tmp_path, tiny_clip_file)
     assert run(train.main, ["--config", str(f), "--eval-only", "--weights", str(bad)], prog="train") == 2
     assert str(bad) in one_line(capsys, "train")
 
 
-def test_model_pretrained_naming_unreadable_weights_prints_one_line(tmp_path, tiny_weights, capsys):
-    bad = _damaged("truncated", tmp_path, tiny_weights)
+def test_model_pretrained_naming_unreadable_weights_prints_one_line(tmp_path, tiny_clip_file, capsys):
+    bad = _damaged("truncated", tmp_path, tiny_clip_file)
     f = write_config(tmp_path)
     assert run(evaluate.main, ["--config", str(f), "--zero-shot", f"model.pretrained={bad}"], prog="evaluate") == 2
     assert str(bad) in one_line(capsys, "evaluate")
 
 
-def test_average_names_a_damaged_epoch_file(tmp_path, tiny_weights, capsys):
+def test_average_names_a_damaged_epoch_file(tmp_path, tiny_clip_file, capsys):
     ckpt = tmp_path / "checkpoints"
     for e in (1, 2, 3):
         (ckpt / f"epoch_{e:03d}").mkdir(parents=True)
-        (ckpt / f"epoch_{e:03d}" / "model.pt").write_bytes(tiny_weights.read_bytes())
+        (ckpt / f"epoch_{e:03d}" / "model.pt").write_bytes(tiny_clip_file.read_bytes())
     bad = ckpt / "epoch_002" / "model.pt"
-    bad.write_bytes(tiny_weights.read_bytes()[:1000])
+    bad.write_bytes(tiny_clip_file.read_bytes()[:1000])
     assert run(average.main, [str(tmp_path)], prog="average") == 2
     assert f"{bad}: not a readable weights file" in one_line(capsys, "average")
     assert not (ckpt / "swa_2_3.pt").exists()
@@ -223,18 +213,18 @@ def test_average_out_into_a_missing_folder_is_refused_first(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("kind", ["truncated", "text", "pickle-payload"])
-def test_convert_weights_names_unreadable_input(tmp_path, tiny_weights, capsys, kind):
+def test_convert_weights_names_unreadable_input(tmp_path, tiny_clip_file, capsys, kind):
     convert = load_tool("convert_weights")
-    bad = _damaged(kind, tmp_path, tiny_weights)
+    bad = _damaged(kind, tmp_path, tiny_clip_file)
     assert run(convert.main, [str(bad), str(tmp_path / "out.pt")], prog="convert_weights") == 2
     assert str(bad) in capsys.readouterr().err
     assert not (tmp_path / "out.pt").exists()
 
 
-def test_convert_weights_refuses_an_output_folder_that_does_not_exist(tmp_path, tiny_weights, capsys):
+def test_convert_weights_refuses_an_output_folder_that_does_not_exist(tmp_path, tiny_clip_file, capsys):
     convert = load_tool("convert_weights")
     out = tmp_path / "no" / "such" / "out.pt"
-    assert run(convert.main, [str(tiny_weights), str(out)], prog="convert_weights") == 2
+    assert run(convert.main, [str(tiny_clip_file), str(out)], prog="convert_weights") == 2
     assert f"{out}: the folder" in one_line(capsys, "convert_weights")
 
 
@@ -270,8 +260,8 @@ def test_evaluating_an_empty_split_names_it(tmp_path, capsys):
     assert f"{folder / 'eval_base.parquet'}: the split has no rows" in one_line(capsys, "evaluate")
 
 
-def test_weights_with_nan_values_are_refused_naming_a_tensor(tmp_path, tiny_weights):
-    obj = torch.load(tiny_weights, weights_only=True)
+def test_weights_with_nan_values_are_refused_naming_a_tensor(tmp_path, tiny_clip_file):
+    obj = torch.load(tiny_clip_file, weights_only=True)
     name = next(k for k, v in obj["state_dict"].items() if v.is_floating_point())
     obj["state_dict"][name][...] = float("nan")
     path = tmp_path / "diverged.pt"

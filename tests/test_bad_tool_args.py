@@ -12,25 +12,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 from hypothesis import given, settings, strategies as st
 from tool_module import load_tool
 
-from model.clip import build_clip, export_clip
 from model.inputs import InputError, at_least, positive_float, positive_int, read_text_lines, video_sources
 from shards.cli import run
 
 predict = load_tool("predict")
 PROPERTY = settings(max_examples=200, deadline=None)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model, _ = build_clip("frostline-tiny", pretrained=None)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    export_clip(model.state_dict(), path, "frostline-tiny")
-    return path
 
 
 @pytest.fixture
@@ -61,10 +50,10 @@ def test_a_url_predict_cannot_read_fails_at_once(capsys, video, url):
     assert f"{url}: frostline reads local files and s3:// URLs, not {scheme}://" in line
 
 
-def test_an_s3_url_is_read_through_storage_and_a_missing_object_is_reported(s3_bucket, tiny_weights, capsys):
+def test_an_s3_url_is_read_through_storage_and_a_missing_object_is_reported(s3_bucket, tiny_clip_file, capsys):
     url = f"s3://{s3_bucket}/in/missing.mp4"
     tic = time.monotonic()
-    rc = run(predict.main, [url, "--labels", "a, b", "--weights", str(tiny_weights), "--no-progress"],
+    rc = run(predict.main, [url, "--labels", "a, b", "--weights", str(tiny_clip_file), "--no-progress"],
              prog="predict")
     assert rc == 1 and time.monotonic() - tic < 120  # a missing object is not retried
     assert f"FAILED {url}" in capsys.readouterr().err
@@ -174,11 +163,11 @@ def test_class_similarity_refuses_a_training_set_of_zero(tmp_path, capsys):
     assert e.value.code == 2 and "argument --train-set: must be at least 1" in capsys.readouterr().err
 
 
-def test_class_similarity_names_a_classes_file_without_class_names(tmp_path, tiny_weights, capsys):
+def test_class_similarity_names_a_classes_file_without_class_names(tmp_path, tiny_clip_file, capsys):
     sim = load_tool("class_similarity")
     f = tmp_path / "classes_a.parquet"
     pq.write_table(pa.table({"label": [0, 1], "name": ["a", "b"]}), f)
-    assert run(sim.main, ["--train", str(f), "--eval", str(f), "--weights", str(tiny_weights)],
+    assert run(sim.main, ["--train", str(f), "--eval", str(f), "--weights", str(tiny_clip_file)],
                prog="class_similarity") == 2
     assert f"{f}: classes need the columns label and class_name" in capsys.readouterr().err
 

@@ -25,7 +25,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in model/train.py: spinning OpenMP threads starve decoders
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.inputs import InputError, check_output_file, positive_int, read_text_lines, video_sources  # noqa: E402
+from model.inputs import (InputError, at_least, check_output_file, positive_int, read_text_lines,  # noqa: E402
+                          video_sources)
 
 
 def read_labels(a) -> list[str]:
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip", default=None, help="open_clip model name (default: from the weights; ViT-B-16 for a tag)")
     ap.add_argument("--base", default=None, help="weights for tensors a file lacks (ViFi-CLIP's token table)")
     ap.add_argument("--top-k", type=positive_int, default=5)
-    ap.add_argument("--views", type=positive_int, default=None, help="temporal views (default: evaluation's, 3)")
+    ap.add_argument("--views", type=at_least(1, 1024), default=None, help="temporal views (default: evaluation's, 3)")
     ap.add_argument("--batch-size", type=positive_int, default=4, help="videos per forward pass")
     ap.add_argument("--json", default=None, help="also write the predictions as JSON to this file")
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
