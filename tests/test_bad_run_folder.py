@@ -286,3 +286,17 @@ def test_evaluate_out_that_is_a_file_is_refused_before_evaluating(tmp_path, caps
     out.write_text("a file")
     assert run(evaluate.main, ["--config", str(f), "--zero-shot", "--out", str(out)], prog="evaluate") == 2
     assert f"{out}: is a file; the --out needs a folder" in one_line(capsys, "evaluate")
+
+
+def test_a_state_whose_optimiser_does_not_fit_the_model_is_named(tmp_path):
+    from accelerate import Accelerator
+
+    from model.checkpoint import load_checkpoint
+    cfg = load_config(write_config(tmp_path))
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    state = {**_state(cfg), "model": model.state_dict(),
+             "optimizer": {"state": {}, "param_groups": [{"params": [0, 1, 2], "lr": 1.0}]}}   # 3 tensors, not 2
+    with pytest.raises(CheckpointError, match="epoch_001/state.pt does not fit this run"):
+        load_checkpoint(tmp_path / "epoch_001", Accelerator(cpu=True), model, optimizer, scheduler, cfg, state)

@@ -197,3 +197,10 @@ def test_any_video_names_give_videos_or_an_input_error(tmp_path_factory, names):
         assert str(e)
     else:
         assert all(os.path.exists(v) for v in videos)
+
+
+def test_class_similarity_refuses_a_plot_into_a_missing_folder(tmp_path, capsys):
+    sim = load_tool("class_similarity")
+    plot = tmp_path / "no" / "fig.png"
+    assert run(sim.main, ["--splits", str(tmp_path), "--plot", str(plot)], prog="class_similarity") == 2
+    assert f"{plot}: the folder {plot.parent} does not exist" in capsys.readouterr().err
