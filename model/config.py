@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -167,6 +168,8 @@ RANGES: dict[str, Range] = {
     "eval.zero_shot_templates": Range(28, 29),
     "eval.max_missing": Range(0, None),          # a count, or a fraction below 1 of the split's rows
 }
+
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 # Text settings that must name something (an empty string is never a folder, model or file).
 NON_EMPTY = ("output_dir", "model.clip", "model.pretrained", "model.checkpoint", "data.splits", "data.dataset",
@@ -338,17 +341,17 @@ def validate(cfg: Config) -> None:
         "eval.precision": (cfg.eval.precision, ("fp32", "bf16", "fp16")),
         "eval.zero_shot_templates": (cfg.eval.zero_shot_templates, (28, 29)),
     }
-    from shards.protocols.core import B2N_DATASETS, CROSS_DATASETS   # the datasets make_splits writes
-    choices["data.dataset"] = (d.dataset, B2N_DATASETS if d.protocol == "base2novel" else ("k400",))
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}={_show(value)}: expected one of {', '.join(map(str, allowed))}")
+    # dataset names are folders of the split layout (model.data.split_paths): a plain name, never a path
+    for key, names in (("data.dataset", [d.dataset]), ("data.eval_datasets", d.eval_datasets)):
+        for name in names:
+            if not DATASET_NAME.fullmatch(name):
+                raise ConfigError(f"{key}: {_show(name)} is not a dataset name (letters, digits, _ and -)")
     if d.protocol == "cross":
         if not d.eval_datasets:
-            raise ConfigError(f"data.eval_datasets=[]: name at least one of {', '.join(CROSS_DATASETS)}")
-        for name in d.eval_datasets:
-            if name not in CROSS_DATASETS:
-                raise ConfigError(f"data.eval_datasets: {_show(name)} is not one of {', '.join(CROSS_DATASETS)}")
+            raise ConfigError("data.eval_datasets=[]: name at least one evaluation dataset (ucf101, hmdb51, k600)")
         if len(set(d.eval_datasets)) != len(d.eval_datasets):
             raise ConfigError(f"data.eval_datasets={d.eval_datasets}: a dataset is named twice")
     low, high = d.short_side_range
