@@ -19,7 +19,7 @@ from model.inputs import InputError, at_least, positive_float, positive_int, rea
 from shards.cli import run
 
 predict = load_tool("predict")
-PROPERTY = settings(max_examples=200, deadline=None)
+PROPERTY = settings(max_examples=200, deadline=None, database=None)  # nothing written into the repository
 
 
 @pytest.fixture
