@@ -141,7 +141,8 @@ def load_clip(
             w = read_weights(path, allow_torchscript=True)
             arch = match_architecture(w.state_dict, name, ignore=w.missing)
         except WeightsError as e:
-            raise LoadError(f"cannot load CLIP weights {path}: {e}") from e
+            raise LoadError(f"cannot load CLIP weights: {e}" if str(path) in str(e) else
+                            f"cannot load CLIP weights {path}: {e}") from e
         if w.missing:
             _fill_missing(w, arch, base)
         if quick_gelu is None:
