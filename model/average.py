@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import pickle
 import re
 import sys
-import zipfile
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python model/average.py` runs this file as a script: make the repo importable
@@ -46,9 +44,12 @@ def epoch_weights(checkpoint_dir: str | Path) -> dict[int, Path]:
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(state dict, wrapper) of a weights file: a bare state dict, or model.clip.export_clip's
     {"state_dict": ..., "model_name": ...} (the wrapper's other entries are returned to be written back)."""
+    from model.weights import UNREADABLE
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as e:
+    except UNREADABLE:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch reports a damaged file in many classes (zip, pickle, EOF, ...)
         raise WeightsError(f"{path}: not a readable weights file ({' '.join(str(e).split())[:200]})") from e
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         return obj["state_dict"], {k: v for k, v in obj.items() if k != "state_dict"}
@@ -106,15 +107,18 @@ def average_checkpoints(checkpoint_dir: str | Path, start: int = 2, end: int | N
 
 
 def main(argv: list[str] | None = None) -> None:
+    from model.inputs import check_output_file, positive_int
     from shards.cli import add_logging_flags, setup_logging
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run_dir", help="training output_dir (or its checkpoints/ folder)")
-    ap.add_argument("--from", dest="start", type=int, default=2, help="first epoch to average (1-based)")
-    ap.add_argument("--to", dest="end", type=int, default=None, help="last epoch (default: the last one)")
+    ap.add_argument("--from", dest="start", type=positive_int, default=2, help="first epoch to average (1-based)")
+    ap.add_argument("--to", dest="end", type=positive_int, default=None, help="last epoch (default: the last one)")
     ap.add_argument("--out", default=None, help="output file (default: checkpoints/swa_FROM_TO.pt)")
     add_logging_flags(ap)
     a = ap.parse_args(argv)
     setup_logging(a.quiet, a.verbose)
+    if a.out:
+        check_output_file(a.out, "--out")
     ckpt = Path(a.run_dir)
     if (ckpt / "checkpoints").is_dir():
         ckpt = ckpt / "checkpoints"

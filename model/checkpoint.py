@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,15 @@ import torch
 
 from model.clip import export_clip, uses_quick_gelu
 from model.config import Config, ConfigError
+
+RESUME_DIR = re.compile(r"(epoch_\d+|step_\d+)")   # what latest.json may point at: a folder beside it
+STATE_FIELDS = {"model": dict, "optimizer": dict, "scheduler": dict, "config": dict, "epoch": int,
+                "step_in_epoch": int, "global_step": int, "num_processes": int}
+
+
+class CheckpointError(ValueError):
+    """A run folder's bookkeeping (latest.json, state.pt, rng_rankR.pt) that cannot be used; names the file."""
+
 
 # Settings that may change between a run and its resume: where things are, how much is printed or kept.
 RESUMABLE_CHANGES = {"output_dir", "data.splits", "data.device", "data.num_threads", "data.prefetch",
@@ -167,13 +177,41 @@ def prune(ckpt_dir: Path, keep: int) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- load
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The folder latest.json points at (None without a latest.json); a damaged pointer is a CheckpointError."""
     pointer = ckpt_dir / "latest.json"
     if not pointer.exists():
         return None
-    path = ckpt_dir / json.loads(pointer.read_text())["path"]
+    advice = f"remove {pointer} to start over, or use another output_dir"
+    try:
+        entry = json.loads(pointer.read_text(encoding="utf-8"))
+    except ValueError as e:  # not JSON, not UTF-8
+        raise CheckpointError(f"{pointer}: not a readable resume pointer ({e}); {advice}") from None
+    name = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or not RESUME_DIR.fullmatch(name):
+        shown = repr(entry)[:80]
+        raise CheckpointError(f"{pointer}: expected {{\"path\": \"epoch_NNN\" or \"step_NNNNNNNN\"}}, got {shown}; "
+                              f"{advice}")
+    path = ckpt_dir / name
     if not (path / "state.pt").exists():
         raise FileNotFoundError(f"{pointer} points at {path}, which has no state.pt; remove {pointer} to start over")
     return path
+
+
+def read_state(path: Path) -> dict:
+    """torch.load(weights_only=True) of a resume file (state.pt, rng_rankR.pt); a damaged one (cut short, another
+    format) is a CheckpointError naming it."""
+    from model.weights import UNREADABLE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except UNREADABLE:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch reports a damaged file in many classes (RuntimeError, EOFError, ...)
+        raise CheckpointError(f"{path}: not a readable resume state ({' '.join(str(e).split())[:160]}); remove "
+                              f"its folder and the latest.json that points at it to resume from the one "
+                              f"before, or use another output_dir") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a resume state")
+    return state
 
 
 def config_changes(saved: dict, now: dict) -> list[str]:
@@ -192,7 +230,11 @@ def config_changes(saved: dict, now: dict) -> list[str]:
 def check_resumable(path: Path, cfg: Config, num_processes: int) -> dict:
     """The resume state at `path`, after checking that this run may continue it (same training settings, same
     number of processes); raises ConfigError naming the differences. Reads only: nothing is written."""
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    state = read_state(path / "state.pt")
+    wrong = [k for k, tp in STATE_FIELDS.items() if not isinstance(state.get(k), tp)]
+    if wrong or not all(isinstance(state["config"].get(s, {}), dict) for s in ("model", "data", "train")):
+        raise CheckpointError(f"{path / 'state.pt'}: not a frostline resume state (missing or wrong: "
+                              f"{', '.join(wrong) or 'config sections'})")
     changed = config_changes(state["config"], cfg.to_dict())
     if changed:
         raise ConfigError(f"{path} belongs to a run with other settings ({'; '.join(changed[:5])}); resume with "
@@ -212,16 +254,24 @@ def load_checkpoint(path: Path, accelerator, model, optimizer, scheduler, cfg: C
     expected = {k for k in raw.state_dict() if not k.startswith("teacher.")}
     if set(state["model"]) != expected:
         diff = sorted(set(state["model"]) ^ expected)[:5]
-        raise RuntimeError(f"{path}/state.pt does not match the model ({cfg.model.clip}): e.g. {diff}")
-    if not is_fsdp(accelerator, model):
-        raw.load_state_dict(state["model"], strict=False)  # the teacher is rebuilt from the pretrained CLIP
-        optimizer.load_state_dict(state["optimizer"])
-    else:
-        _fsdp_load(model, optimizer, state["model"], state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if accelerator.scaler is not None and state["scaler"]:
-        accelerator.scaler.load_state_dict(state["scaler"])
-    mine = torch.load(path / f"rng_rank{accelerator.process_index}.pt", map_location="cpu", weights_only=True)
-    set_rng_state(mine["rng"])
-    state["loader"] = mine["loader"]  # this rank's own data position
+        raise CheckpointError(f"{path}/state.pt does not match the model ({cfg.model.clip}): e.g. {diff}")
+    try:
+        if not is_fsdp(accelerator, model):
+            raw.load_state_dict(state["model"], strict=False)  # the teacher is rebuilt from the pretrained CLIP
+            optimizer.load_state_dict(state["optimizer"])
+        else:
+            _fsdp_load(model, optimizer, state["model"], state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if accelerator.scaler is not None and state.get("scaler"):
+            accelerator.scaler.load_state_dict(state["scaler"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # tensors or groups that do not fit this run
+        raise CheckpointError(f"{path}/state.pt does not fit this run ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:160]})") from None
+    rng_file = path / f"rng_rank{accelerator.process_index}.pt"
+    mine = read_state(rng_file)
+    try:
+        set_rng_state(mine["rng"])
+        state["loader"] = mine["loader"]  # this rank's own data position
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{rng_file}: not a resume RNG state ({type(e).__name__}: {e})") from None
     return state

@@ -41,6 +41,12 @@ def register_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
+class LoadError(ValueError, RuntimeError):
+    """A CLIP that cannot be built as named: an unknown model name, a tag that cannot be loaded, a weights file
+    that is unreadable or does not fit. Bad input, so one line at the entry point (shards.cli); a RuntimeError too,
+    for callers that catch loading failures as such."""
+
+
 class _DropRandomInitNotice(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "No pretrained weights loaded" not in record.getMessage()
@@ -111,11 +117,11 @@ def load_clip(
     """
     register_configs()
     if name is not None and name not in open_clip.list_models():
-        raise ValueError(f"unknown CLIP model {name!r}; known: frostline configs {register_configs()} "
+        raise LoadError(f"unknown CLIP model {name!r}; known: frostline configs {register_configs()} "
                          f"and open_clip's list_models()")
     if pretrained is None or not is_weights_path(pretrained):
         if name is None:
-            raise ValueError("a CLIP model name is needed with a pretrained tag or random init")
+            raise LoadError("a CLIP model name is needed with a pretrained tag or random init")
         tag = None if pretrained is None else str(pretrained)
         if quick_gelu is None:
             cfg = open_clip.get_pretrained_cfg(name, tag) if tag else {}
@@ -124,8 +130,8 @@ def load_clip(
             with (_weights_follow() if tag is None else _nothing()):
                 model = open_clip.create_model(name, pretrained=tag, force_quick_gelu=quick_gelu, device=device)
         except Exception as e:
-            raise RuntimeError(
-                f"cannot build {name!r} with pretrained={tag!r} ({e}). Offline? Download the weights on a "
+            raise LoadError(
+                f"cannot build {name!r} with pretrained={tag!r} ({' '.join(str(e).split())[:300]}). Offline? Download the weights on a "
                 f"connected machine (or fill the hub cache) and pass pretrained=PATH.") from e
         info = ClipInfo("random init" if tag is None else f"tag {tag}", name, quick_gelu, "random" if tag is None
                         else "tag")
@@ -135,7 +141,8 @@ def load_clip(
             w = read_weights(path, allow_torchscript=True)
             arch = match_architecture(w.state_dict, name, ignore=w.missing)
         except WeightsError as e:
-            raise RuntimeError(f"cannot load CLIP weights {path}: {e}") from e
+            raise LoadError(f"cannot load CLIP weights: {e}" if str(path) in str(e) else
+                            f"cannot load CLIP weights {path}: {e}") from e
         if w.missing:
             _fill_missing(w, arch, base)
         if quick_gelu is None:
@@ -145,13 +152,13 @@ def load_clip(
         try:
             load_into(model, w)
         except WeightsError as e:
-            raise RuntimeError(f"cannot load CLIP weights {path} into {arch!r}: {e}") from e
+            raise LoadError(f"cannot load CLIP weights {path} into {arch!r}: {e}") from e
         if name is not None and arch != name:
             log.info("weights %s are %s-shaped; building %s (the configured %s does not fit)", path, arch, arch, name)
         name = arch
         info = ClipInfo(str(path), arch, quick_gelu, w.kind, w.boundary, w.temporal, w)
     if not isinstance(model, open_clip.CLIP):
-        raise TypeError(f"{name!r} builds a {type(model).__name__}; frostline needs a CLIP with the built-in "
+        raise LoadError(f"{name!r} builds a {type(model).__name__}; frostline needs a CLIP with the built-in "
                         f"(causal, argmax-pooled) text tower")
     model.float()
     log.debug("%s", info.describe())  # the entry point reports it (model.build, model.inference)
@@ -167,12 +174,12 @@ def _fill_missing(w: LoadedWeights, arch: str, base) -> None:
         try:
             src = open_clip.create_model(arch, pretrained=str(base)).state_dict()
         except Exception as e:
-            raise RuntimeError(f"{w.path} ({w.kind}) lacks {', '.join(w.missing)}, which come from the CLIP it was "
+            raise LoadError(f"{w.path} ({w.kind}) lacks {', '.join(w.missing)}, which come from the CLIP it was "
                                f"trained from; loading {arch} pretrained={base!r} for them failed ({e}). Pass "
                                f"base=PATH (--base) to OpenAI's weights of that model.") from e
     for k in w.missing:
         if k not in src:
-            raise RuntimeError(f"{w.path}: base weights {base} have no {k}")
+            raise LoadError(f"{w.path}: base weights {base} have no {k}")
         w.state_dict[k] = src[k].detach().float()
     log.info("%s: %s taken from %s", w.path, ", ".join(w.missing), base)
     w.missing = [f"{k} (from {base})" for k in w.missing]

@@ -12,6 +12,8 @@ and `key.sub=value` overrides (``train.epochs=3``, ``model.pretrained=null``) ar
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -111,7 +113,73 @@ class Config:
 
 
 class ConfigError(ValueError):
-    pass
+    """A setting that is missing, of the wrong type or out of its range; the message names the key (and file)."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: ``low``/``high`` bounds (None: open), each inclusive unless
+    ``above``/``below`` make it strict. Every numeric field of the dataclasses above has one (RANGES)."""
+    low: float | None = None
+    high: float | None = None
+    above: bool = False          # strictly greater than `low`
+    below: bool = False          # strictly less than `high`
+
+    def problem(self, value) -> str | None:
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return f"must be {'greater than' if self.above else 'at least'} {self.low}"
+        if self.high is not None and (value >= self.high if self.below else value > self.high):
+            return f"must be {'less than' if self.below else 'at most'} {self.high}"
+        return None
+
+
+# The range of every numeric setting (each element of a list or tuple). Bounds are what the recipe can run with,
+# not what is sensible for accuracy: the upper ones catch a slipped digit (frame_stride=1600) before hours of work.
+RANGES: dict[str, Range] = {
+    "model.alpha": Range(0, 100),
+    "model.distill_weight": Range(0, 1000),
+    "data.train_set": Range(1, 1000),
+    "data.num_frames": Range(1, 1024),
+    "data.frame_stride": Range(1, 10_000),
+    "data.crop_size": Range(1, 8192),
+    "data.short_side_range": Range(1, 16_384),
+    "data.num_views": Range(1, 1024),
+    "data.num_threads": Range(1, 1024),
+    "data.prefetch": Range(1, 1024),
+    "data.interleave_shards": Range(1, 10_000_000),
+    "data.read_chunk_mb": Range(1, 65_536),
+    "train.epochs": Range(1, 1_000_000),
+    "train.warmup_epochs": Range(0, None),       # and below train.epochs (validate)
+    "train.lr": Range(0, 10, above=True),
+    "train.min_lr": Range(0, 10),                # and at most train.lr (validate)
+    "train.lr_reference_batch": Range(1, 1 << 30),
+    "train.weight_decay": Range(0, 100),
+    "train.betas": Range(0, 1, below=True),      # AdamW's moment decay rates
+    "train.eps": Range(0, 1, above=True),
+    "train.clip_grad": Range(0, None),           # 0: no clipping
+    "train.global_batch": Range(1, 1 << 30),
+    "train.micro_batch": Range(1, 1 << 30),
+    "train.seed": Range(0, 2**32 - 1),           # numpy's seed range
+    "train.average_from": Range(1, None),        # and at most train.epochs (validate)
+    "train.save_every_steps": Range(0, None),    # 0: off
+    "train.keep_states": Range(0, None),         # 0: keep every resume state
+    "train.log_every": Range(1, None),
+    "eval.batch_size": Range(1, 1 << 20),
+    "eval.zero_shot_templates": Range(28, 29),
+    "eval.max_missing": Range(0, None),          # a count, or a fraction below 1 of the split's rows
+}
+
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+# Text settings that must name something (an empty string is never a folder, model or file).
+NON_EMPTY = ("output_dir", "model.clip", "model.pretrained", "model.checkpoint", "data.splits", "data.dataset",
+             "eval.weights")
+
+
+def _show(value) -> str:
+    """A value for an error message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _coerce(value, tp, where: str):
@@ -129,48 +197,56 @@ def _coerce(value, tp, where: str):
                 return _coerce(value, a, where)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{where}: got {value!r}")
+        raise ConfigError(errors[-1] if errors else f"{where}: got {_show(value)}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_show(value)}")
         args = typing.get_args(tp)
         if origin is tuple:
             if len(args) != len(value):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+                raise ConfigError(f"{where}: expected {len(args)} values, got {_show(value)}")
             return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}: expected true/false, got {_show(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
         return value
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+        try:
+            number = float(value)
+        except OverflowError:    # an integer beyond a float's range
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}={_show(value)}: must be a finite number")
+        return number
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            hint = " (YAML reads no/yes/off/on as true/false: quote the word)" if isinstance(value, bool) else ""
+            raise ConfigError(f"{where}: expected a string, got {_show(value)}{hint}")
         return value
     raise ConfigError(f"{where}: unsupported type {tp}")
 
 
 def _build(cls, data: dict, where: str):
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {_show(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)   # YAML keys may be numbers, null, ...
     if unknown:
-        raise ConfigError(f"unknown key {where + '.' if where else ''}{unknown[0]} (known: {', '.join(sorted(names))})")
+        raise ConfigError(f"unknown key {where + '.' if where else ''}{str(unknown[0])[:80]} "
+                          f"(known: {', '.join(sorted(names))})")
     kwargs = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
@@ -183,25 +259,25 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``a.b=value`` strings to a nested dict; values are YAML (``3``, ``1e-5``, ``null``, ``[1, 2]``)."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+            raise ConfigError(f"override {_show(item)} is not of the form key.sub=value")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
         node = data
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {p} is not a section")
+                raise ConfigError(f"override {_show(item)}: {p} is not a section")
         try:
             node[parts[-1]] = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"override {item!r}: not a YAML value: {_yaml_problem(e)}") from None
+        except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: a date like 2020-13-45
+            raise ConfigError(f"override {_show(item)}: not a YAML value: {_yaml_problem(e)}") from None
     return data
 
 
-def _yaml_problem(e: yaml.YAMLError) -> str:
+def _yaml_problem(e: Exception) -> str:
     """'line L, column C: problem' from a parser error (its own text names '<unicode string>' or the file)."""
     mark = getattr(e, "problem_mark", None)
-    problem = getattr(e, "problem", None) or str(e)
+    problem = getattr(e, "problem", None) or " ".join(str(e).split())
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
@@ -209,26 +285,46 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults <- YAML file <- overrides, checked against the dataclasses."""
     data: dict = {}
     if path is not None:
-        with open(path) as f:
+        with open(path, "rb") as f:  # bytes: the parser detects UTF-8/UTF-16 and names a byte it cannot decode
             try:
-                data = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
+                data = yaml.safe_load(f)
+            except (yaml.YAMLError, ValueError, RecursionError) as e:  # ValueError: a date like 2020-13-45
                 raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+        data = {} if data is None else data
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
     data = apply_overrides(data, list(overrides or []))
     try:
         cfg = _build(Config, data, "")
+        validate(cfg)
     except ConfigError as e:
         raise ConfigError(f"{path or 'config'}: {e}") from None
-    validate(cfg)
     from model.fidelity import resolve   # the official switch sets the settings it stands for
     resolve(cfg)
     return cfg
 
 
+def _settings(node, where: str = ""):
+    """(dotted key, value) of every leaf setting of a config (sub)tree."""
+    for f in dataclasses.fields(node):
+        key, value = f"{where}.{f.name}" if where else f.name, getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _settings(value, key)
+        else:
+            yield key, value
+
+
 def validate(cfg: Config) -> None:
-    """Cross-field checks that a type cannot express."""
+    """Every setting against its range (RANGES), choices and non-empty names; then the cross-field checks that a
+    type cannot express. Raises ConfigError naming the key and the value."""
+    for key, value in _settings(cfg):
+        rng = RANGES.get(key)
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            if rng is not None and isinstance(v, (int, float)) and not isinstance(v, bool) \
+                    and (problem := rng.problem(v)):
+                raise ConfigError(f"{key}={_show(value)}: {problem}")
+        if key in NON_EMPTY and isinstance(value, str) and not value.strip():
+            raise ConfigError(f"{key}={value!r}: must not be empty")
     t, d = cfg.train, cfg.data
     choices = {
         "data.protocol": (d.protocol, ("base2novel", "cross")),
@@ -247,16 +343,28 @@ def validate(cfg: Config) -> None:
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
-            raise ConfigError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
-    for key, value in (("train.epochs", t.epochs), ("train.global_batch", t.global_batch),
-                       ("train.micro_batch", t.micro_batch), ("data.num_frames", d.num_frames),
-                       ("data.num_views", d.num_views), ("eval.batch_size", cfg.eval.batch_size),
-                       ("data.interleave_shards", d.interleave_shards), ("data.read_chunk_mb", d.read_chunk_mb)):
-        if value < 1:
-            raise ConfigError(f"{key}={value}: must be at least 1")
-    if cfg.eval.max_missing < 0:
+            raise ConfigError(f"{key}={_show(value)}: expected one of {', '.join(map(str, allowed))}")
+    # dataset names are folders of the split layout (model.data.split_paths): a plain name, never a path
+    for key, names in (("data.dataset", [d.dataset]), ("data.eval_datasets", d.eval_datasets)):
+        for name in names:
+            if not DATASET_NAME.fullmatch(name):
+                raise ConfigError(f"{key}: {_show(name)} is not a dataset name (letters, digits, _ and -)")
+    if d.protocol == "cross":
+        if not d.eval_datasets:
+            raise ConfigError("data.eval_datasets=[]: name at least one evaluation dataset (ucf101, hmdb51, k600)")
+        if len(set(d.eval_datasets)) != len(d.eval_datasets):
+            raise ConfigError(f"data.eval_datasets={d.eval_datasets}: a dataset is named twice")
+    low, high = d.short_side_range
+    if not d.crop_size <= low <= high:
+        raise ConfigError(f"data.short_side_range={list(d.short_side_range)}: must satisfy data.crop_size "
+                          f"({d.crop_size}) <= low <= high (the crop is taken from the resized frame)")
+    if t.min_lr > t.lr:
+        raise ConfigError(f"train.min_lr={t.min_lr:g}: must be at most train.lr={t.lr:g}")
+    if t.micro_batch > t.global_batch:
+        raise ConfigError(f"train.micro_batch={t.micro_batch}: must be at most train.global_batch={t.global_batch}")
+    if isinstance(cfg.eval.max_missing, float) and 1 < cfg.eval.max_missing != int(cfg.eval.max_missing):
         raise ConfigError(f"eval.max_missing={cfg.eval.max_missing}: must be a count >= 0 or a fraction in [0, 1)")
     if not 0 <= t.warmup_epochs < t.epochs:
-        raise ConfigError(f"train.warmup_epochs={t.warmup_epochs}: must be in [0, train.epochs)")
+        raise ConfigError(f"train.warmup_epochs={t.warmup_epochs}: must be in [0, train.epochs={t.epochs})")
     if not 1 <= t.average_from <= t.epochs:
         raise ConfigError(f"train.average_from={t.average_from}: must be in [1, train.epochs={t.epochs}]")

@@ -245,7 +245,11 @@ def evaluate_split(model, url: str, cfg: Config, accelerator, zero_shot: bool) -
         with eval_precision(cfg, accelerator.device):
             logits = model.predict(batch.clips.to(accelerator.device), zero_shot=zero_shot)
         sums.add(batch.keys, logits, batch.labels, batch.valid)
-    result = score(gather_view_sums(sums, accelerator), len(loader.classes), cfg.data.num_views)
+    merged = gather_view_sums(sums, accelerator)
+    if not merged.logits:  # every sample undecodable: no accuracy to report, however max_missing is set
+        raise EvaluationError(f"{url}: none of its {loader.stats.get('rows', len(loader.table))} samples could be "
+                              f"decoded; nothing to evaluate (repair the shards: verify_shards)")
+    result = score(merged, len(loader.classes), cfg.data.num_views)
     if loader.stats.get("decode_errors"):
         result["decode_errors"] = int(loader.stats["decode_errors"])
     result["data"] = {**data_health(loader, accelerator), "evaluated": result["num_samples"]}
@@ -307,7 +311,10 @@ def run(cfg: Config, accelerator=None, out_dir: str | Path | None = None) -> dic
     results["data"] = health      # per split: rows, read, skipped (with keys), evaluated
     train_data = Path(cfg.output_dir) / "train_data.json"
     if not zero_shot and train_data.exists():
-        results["data"]["train"] = json.loads(train_data.read_text())
+        try:
+            results["data"]["train"] = json.loads(train_data.read_text(encoding="utf-8"))
+        except ValueError as e:  # bookkeeping of the training's data health only: the scores stand without it
+            log.warning(f"{train_data}: not readable JSON ({e}); results.json leaves out the training data health")
     if accelerator.is_main_process:
         out = Path(out_dir) if out_dir else Path(cfg.output_dir) / ("zero_shot" if zero_shot else "")
         write_results(results, out)
@@ -327,6 +334,9 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(a.quiet, a.verbose)
     if launched():
         die_with_parent()
+    if a.out:
+        from model.inputs import check_output_folder
+        check_output_folder(a.out, "--out")  # before the evaluation, not after it
     cfg = load_config(a.config, a.overrides)
     cfg.eval.zero_shot = cfg.eval.zero_shot or a.zero_shot
     cfg.eval.allow_partial = cfg.eval.allow_partial or a.allow_partial

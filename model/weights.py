@@ -46,6 +46,10 @@ class WeightsError(ValueError):
     """A weights file that cannot be used; the message names the file."""
 
 
+# what the operating system says about a file it cannot give (reported as such, with its name, by shards.cli)
+UNREADABLE = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
 @dataclass
 class LoadedWeights:
     """One weights file, read and mapped to open_clip's CLIP keys."""
@@ -204,34 +208,44 @@ def _from_object(path: str, obj) -> LoadedWeights:
     return LoadedWeights(path, "state-dict", _drop_openai_extras(sd))
 
 
-def read_weights(path: str | Path, *, allow_torchscript: bool = False) -> LoadedWeights:
-    """Read any supported weights file (see the module docstring); tensors become fp32 on the CPU."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+def _read(path: Path, allow_torchscript: bool) -> LoadedWeights:
+    """The format-specific reading of read_weights (which turns a reader's failure into a WeightsError)."""
     if is_torchscript(path):
         if not allow_torchscript:
             raise WeightsError(f"{path} is a TorchScript archive (OpenAI's CLIP format); opening one runs its code, "
                                f"so frostline opens it only when you name its path yourself")
         log.info("%s: TorchScript archive, opened with torch.jit.load because its path was given", path)
         sd = torch.jit.load(str(path), map_location="cpu").state_dict()
-        w = LoadedWeights(str(path), "openai", _drop_openai_extras(dict(sd)), quick_gelu=True)
-    elif is_safetensors(path):
+        return LoadedWeights(str(path), "openai", _drop_openai_extras(dict(sd)), quick_gelu=True)
+    if is_safetensors(path):
         from safetensors import safe_open
         from safetensors.torch import load_file
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         sd = _strip(load_file(str(path), device="cpu"), "module.")
         name = meta.get("model_name")
-        w = LoadedWeights(str(path), "safetensors", _drop_openai_extras(sd), model_name=name,
-                          quick_gelu=True if name and "quickgelu" in name.lower() else None)
-    else:
-        try:
-            obj = _torch_load(path)
-        except Exception as e:
-            raise WeightsError(f"{path}: not a weights file frostline can read safely ({e})") from e
-        w = _from_object(str(path), obj)
+        return LoadedWeights(str(path), "safetensors", _drop_openai_extras(sd), model_name=name,
+                             quick_gelu=True if name and "quickgelu" in name.lower() else None)
+    return _from_object(str(path), _torch_load(path))
+
+
+def read_weights(path: str | Path, *, allow_torchscript: bool = False) -> LoadedWeights:
+    """Read any supported weights file (see the module docstring); tensors become fp32 on the CPU."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        w = _read(path, allow_torchscript)
+    except (WeightsError, *UNREADABLE):
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged file fails in the readers' own classes (zip, safetensors, ...)
+        raise WeightsError(f"{path}: not a weights file frostline can read safely "
+                           f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
     w.state_dict = {k: v.detach().float() if v.is_floating_point() else v for k, v in w.state_dict.items()}
+    broken = [k for k, v in w.state_dict.items() if v.is_floating_point() and bool(torch.isnan(v).any())]
+    if broken:  # a diverged run's weights: every prediction would be NaN, and accuracy a meaningless number
+        raise WeightsError(f"{path}: NaN values in {len(broken)} tensor(s), e.g. {broken[0]} (weights of a "
+                           f"diverged run?)")
     return w
 
 

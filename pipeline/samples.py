@@ -195,7 +195,7 @@ def from_split(url: str) -> SampleTable:
     """A split Parquet file (`shards.splits` format) and its classes file."""
     rows, classes = read_split(url)
     if rows.num_rows == 0:
-        raise SplitError(f"{url}: split has no rows")
+        raise SplitError(f"{url}: the split has no rows: nothing to train on or evaluate; rerun make_splits")
     t = _table(rows, rows.column("shard").combine_chunks(), _numpy(rows.column("label").combine_chunks()),
                _numpy(rows.column("source_label").combine_chunks()), _classes(classes), url)
     t.check_labels()

@@ -78,3 +78,16 @@ def learnable_ucf101_shards(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("learnable_shards"))
     convert_dataset("ucf101", src, out, workers=1, shard_size="64kB", progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_file(tmp_path_factory):
+    """A randomly initialised frostline-tiny CLIP (seed 0) in open_clip's checkpoint format (model.clip.export_clip)."""
+    import torch
+
+    from model.clip import build_clip, export_clip
+    torch.manual_seed(0)
+    model, _ = build_clip("frostline-tiny", pretrained=None)
+    path = tmp_path_factory.mktemp("tiny_clip") / "tiny.pt"
+    export_clip(model.state_dict(), path, "frostline-tiny")
+    return path

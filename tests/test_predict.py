@@ -11,7 +11,6 @@ import pytest
 from tool_module import load_tool
 import torch
 
-from model.clip import build_clip, export_clip
 from pipeline import files
 from shards.generated import synthetic
 
@@ -37,12 +36,8 @@ def videos(frames, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    model, _ = build_clip("frostline-tiny", pretrained=None)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    export_clip(model.state_dict(), path, "frostline-tiny")
-    return path
+def weights(tiny_clip_file):
+    return tiny_clip_file
 
 
 def test_every_container_is_read_and_probed(videos, frames):
@@ -161,5 +156,5 @@ def test_labels_from_a_classes_file(videos, weights, tmp_path):
 
 def test_bad_arguments_exit_2(videos, weights, tmp_path, capsys):
     assert predict.main([str(videos), "--labels", " , ", "--weights", str(weights)]) == 2
-    assert predict.main([str(videos), "--labels", "a", "--weights", str(tmp_path / "none.pt")]) == 2
+    assert predict.main([str(videos), "--labels", "a, b", "--weights", str(tmp_path / "none.pt")]) == 2
     assert "none.pt" in capsys.readouterr().err

@@ -14,7 +14,7 @@ def test_overrides_are_typed(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("output_dir: runs/x\ntrain: {epochs: 5, lr: 1.0e-5}\nmodel: {clip: frostline-tiny}\n")
     cfg = load_config(f, ["train.epochs=3", "model.pretrained=null", "train.betas=[0.8, 0.9]",
-                          "data.short_side_range=[32, 40]", "train.lr=2e-5"])
+                          "data.short_side_range=[32, 40]", "data.crop_size=32", "train.lr=2e-5"])
     assert cfg.train.epochs == 3 and cfg.model.pretrained is None and cfg.train.betas == (0.8, 0.9)
     assert cfg.data.short_side_range == (32, 40) and cfg.train.lr == 2e-5 and cfg.model.clip == "frostline-tiny"
     assert cfg.output_dir == "runs/x"

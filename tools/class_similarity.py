@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.inputs import check_output_file, positive_int  # noqa: E402
+
 
 def class_texts_of(url: str) -> list[str]:
     """Class texts (descriptions where the classes file has them) of a split file or a classes.parquet."""
@@ -34,6 +36,9 @@ def class_texts_of(url: str) -> list[str]:
         table = read_table(Store(parent), name)
     else:
         _, table = read_split(url)
+    if not {"label", "class_name"} <= set(table.column_names):
+        from model.inputs import InputError
+        raise InputError(f"{url}: classes need the columns label and class_name, it has {', '.join(table.column_names)}")
     table = table.sort_by("label")
     names = table.column("class_name").to_pylist()
     descs = table.column("prompt").to_pylist() if "prompt" in table.column_names else [None] * len(names)
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=None,
                     help="base2novel: the datasets (default ucf101 hmdb51 k400 ssv2); cross: the evaluation "
                          "datasets (default ucf101 hmdb51 k600)")
-    ap.add_argument("--train-set", type=int, default=1, help="base2novel training set whose classes are 'base'")
+    ap.add_argument("--train-set", type=positive_int, default=1, help="base2novel training set whose classes are 'base'")
     ap.add_argument("--train", help="instead of --splits: the training classes (classes.parquet or split file)")
     ap.add_argument("--eval", nargs="+", help="instead of --splits: evaluation classes files")
     ap.add_argument("--weights", default=None, help="weights file or open_clip tag (default: openai)")
@@ -97,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give either --splits or --train/--eval")
     if a.train and not a.eval:
         ap.error("--train needs --eval")
+    if a.plot:
+        check_output_file(a.plot, "--plot")
 
     from model.clip import is_weights_path
     from model.froster import Froster
@@ -143,4 +150,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from shards.cli import run
+    sys.exit(run(main))

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     from model.clip import export_clip, load_clip
+    from model.inputs import check_output_file
+    check_output_file(a.output)
     try:
         model, _, info = load_clip(a.clip, Path(a.input), base=a.base)
     except (FileNotFoundError, RuntimeError, ValueError) as e:
@@ -51,4 +53,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from shards.cli import run
+    sys.exit(run(main))

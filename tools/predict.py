@@ -9,7 +9,9 @@ Weights (--weights): a frostline run's output_dir, any file model.weights reads 
 Open-VCLIP or ViFi-CLIP checkpoint, an open_clip state dict, safetensors), or an open_clip tag; default: plain
 CLIP ViT-B-16 'openai'. Sampling and prompts are evaluation's (model.inference). Each video gets its top-k labels
 with probabilities, as a table and, with --json, as JSON. An unreadable video is reported by name and the rest go
-on; the exit status is the number of videos that failed (at most 100).
+on; the exit status is the number of videos that failed (at most 100). A name that matches nothing, a folder
+without videos, a URL other than s3:// or a bad argument stops the command before the model loads (one line,
+exit status 2; model/inputs.py).
 """
 from __future__ import annotations
 
@@ -23,24 +25,32 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in model/train.py: spinning OpenMP threads starve decoders
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.inputs import (InputError, at_least, check_output_file, positive_int, read_text_lines,  # noqa: E402
+                          video_sources)
+
 
 def read_labels(a) -> list[str]:
     if a.labels is not None:
         labels = [s.strip() for s in a.labels.split(",")]
     elif a.labels_file is not None:
-        labels = [s.strip() for s in Path(a.labels_file).read_text().splitlines()]
+        labels = [s.strip() for s in read_text_lines(a.labels_file)]
     else:
         from shards.manifest import read_table
         from shards.storage import Store
         parent, name = os.path.split(a.classes) if "://" not in a.classes else a.classes.rsplit("/", 1)
-        table = read_table(Store(parent or "."), name).sort_by("label")
+        table = read_table(Store(parent or "."), name)
+        if not {"label", "class_name"} <= set(table.column_names):
+            raise InputError(f"{a.classes}: a classes file needs the columns label and class_name, has "
+                             f"{', '.join(table.column_names)}")
+        table = table.sort_by("label")
         texts = table.column("prompt").to_pylist() if "prompt" in table.column_names else [None] * len(table)
         labels = [p or c for p, c in zip(texts, table.column("class_name").to_pylist())]
     labels = [s for s in labels if s]
-    if not labels:
-        raise ValueError("no labels given")
+    where = a.labels_file or a.classes or "--labels"
+    if len(labels) < 2:  # the probabilities are a softmax over the labels: one label always gets 100 %
+        raise InputError(f"{where}: {len(labels)} label(s); give at least two (probabilities are over the labels)")
     if len(set(labels)) != len(labels):
-        raise ValueError(f"labels repeat: {sorted({s for s in labels if labels.count(s) > 1})}")
+        raise InputError(f"{where}: labels repeat: {sorted({s for s in labels if labels.count(s) > 1})}")
     return labels
 
 
@@ -54,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=None, help="run output_dir, weights file or open_clip tag (default: openai)")
     ap.add_argument("--clip", default=None, help="open_clip model name (default: from the weights; ViT-B-16 for a tag)")
     ap.add_argument("--base", default=None, help="weights for tensors a file lacks (ViFi-CLIP's token table)")
-    ap.add_argument("--top-k", type=int, default=5)
-    ap.add_argument("--views", type=int, default=None, help="temporal views (default: evaluation's, 3)")
-    ap.add_argument("--batch-size", type=int, default=4, help="videos per forward pass")
+    ap.add_argument("--top-k", type=positive_int, default=5)
+    ap.add_argument("--views", type=at_least(1, 1024), default=None, help="temporal views (default: evaluation's, 3)")
+    ap.add_argument("--batch-size", type=positive_int, default=4, help="videos per forward pass")
     ap.add_argument("--json", default=None, help="also write the predictions as JSON to this file")
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     ap.add_argument("--no-progress", action="store_true")
@@ -67,11 +77,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
     from model.inference import Predictor
-    from pipeline.files import clips_for, expand_inputs
+    from pipeline.files import clips_for
     import torch
     if a.device == "gpu" and not torch.cuda.is_available():
         print("error: --device gpu but no CUDA device is visible", file=sys.stderr)
         return 2
+    videos = video_sources(a.videos)  # before the model loads: a typo or an http:// URL fails at once
+    if a.json:
+        check_output_file(a.json, "--json")
     try:
         labels = read_labels(a)
         predictor = Predictor.load(a.weights, clip=a.clip, base=a.base, device="cuda" if a.device == "gpu" else "cpu")
@@ -82,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         predictor.sampling.views = a.views
     predictor.set_labels(labels)
     print(f"model: {predictor.description}", file=sys.stderr)
-    videos = expand_inputs(a.videos)
     results, failed = [], []
     bar = tqdm(total=len(videos), unit="video", disable=a.no_progress, file=sys.stderr, dynamic_ncols=True)
     for names, clips, errors in clips_for(videos, predictor.sampling, a.device, a.batch_size):
@@ -106,4 +118,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from shards.cli import run
+    sys.exit(run(main))

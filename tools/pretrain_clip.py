@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from model.inputs import at_least, positive_float, positive_int  # noqa: E402
 from shards.generated import world  # noqa: E402
 
 MODEL = "frostline-world"
@@ -46,6 +47,8 @@ HELD_OUT = tuple((c, world.SHAPES[i % len(world.SHAPES)]) for i, c in enumerate(
 GROUP = 4                                                 # scenes per hard-negative group
 DEFAULTS = {"steps": 600, "batch": 128, "images": 3000, "captions": 4, "lr": 2e-3, "seed": 0, "threads": 2,
             "frames": 16, "model": MODEL}
+ARG_TYPES = {"steps": positive_int, "batch": positive_int, "images": positive_int, "captions": positive_int,
+             "lr": positive_float, "seed": at_least(0, 2**32 - 1), "threads": positive_int, "frames": at_least(world.GHOSTS[-1][0] + 2)}
 
 
 def say(message: str) -> None:
@@ -196,12 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="checkpoint file to write (and OUT.json beside it)")
     for k, v in DEFAULTS.items():
-        ap.add_argument(f"--{k}", type=type(v), default=v)
+        ap.add_argument(f"--{k}", type=ARG_TYPES.get(k, type(v)), default=v)
     a = vars(ap.parse_args(argv))
+    if a["batch"] % GROUP or a["batch"] > a["images"]:
+        ap.error(f"--batch {a['batch']} must be a multiple of {GROUP} (scenes per hard-negative group) and at most "
+                 f"--images {a['images']}")
     out = Path(a.pop("out"))
     pretrain(out, **a)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from shards.cli import run
+    sys.exit(run(main))
