@@ -3,9 +3,9 @@
 - `scheduler_part(env)`: `--part auto`. The part I/N of this task, from the scheduler's own variables:
     * a Slurm array task: `SLURM_ARRAY_TASK_ID` within the array `SLURM_ARRAY_TASK_MIN`..`_MAX` (step
       `SLURM_ARRAY_TASK_STEP`, `SLURM_ARRAY_TASK_COUNT` tasks), so `--array=0-3` and `--array=1-4` both give
-      parts 1/4..4/4. A task resubmitted on its own (`sbatch --array=1 ...`) is an array of one; it names the
-      conversion's whole array in `FROSTLINE_ARRAY` (e.g. `FROSTLINE_ARRAY=0-3`), which then replaces the
-      submission's range.
+      parts 1/4..4/4. A task resubmitted on its own (`sbatch --array=1 ...`) is an array of one, which Slurm
+      describes as MIN=MAX=1, COUNT=1; it names the conversion's whole array in `FROSTLINE_ARRAY` (e.g.
+      `FROSTLINE_ARRAY=0-3`), which then replaces the submission's range. Without it an array of one is refused.
     * a Kubernetes indexed Job: `JOB_COMPLETION_INDEX` (0-based), with the number of parts in `FROSTLINE_PARTS`,
       which the Job spec sets to its `completions` (Kubernetes does not pass that count to the pod).
   Missing or inconsistent variables raise `SchedulerError` naming them, so a task never converts a part nobody
@@ -49,7 +49,7 @@ def _array_range(text: str) -> tuple[int, int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*(?::\s*(\d+)\s*)?)?", text)
     if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))) or m.group(3) == "0":
         raise SchedulerError(f"--part auto: {ARRAY_VAR} must be the conversion's array range, like 0-3 "
-                           f"(as given to sbatch --array), got {text!r}")
+                             f"(as given to sbatch --array), got {text!r}")
     first = int(m.group(1))
     last = int(m.group(2)) if m.group(2) is not None else first
     return first, last, int(m.group(3) or 1)
@@ -62,17 +62,22 @@ def _slurm_part(env) -> tuple[int, int]:
         where = f"{ARRAY_VAR}={env[ARRAY_VAR]}"
     else:
         first, last = _integer(env, "SLURM_ARRAY_TASK_MIN"), _integer(env, "SLURM_ARRAY_TASK_MAX")
-        step = int(env.get("SLURM_ARRAY_TASK_STEP") or 1)
+        step = _integer(env, "SLURM_ARRAY_TASK_STEP") if env.get("SLURM_ARRAY_TASK_STEP") else 1
         count = _integer(env, "SLURM_ARRAY_TASK_COUNT")
         where = f"sbatch --array={first}-{last}" + (f":{step}" if step != 1 else "")
         if step < 1 or last < first or (last - first) % step or (last - first) // step + 1 != count:
             raise SchedulerError(f"--part auto: the Slurm array is not one evenly spaced range (SLURM_ARRAY_TASK_MIN="
-                               f"{first}, _MAX={last}, _STEP={step}, _COUNT={count}); submit it as "
-                               f"--array=0-{count - 1} (a range, without commas)")
+                                 f"{first}, _MAX={last}, _STEP={step}, _COUNT={count}); submit it as "
+                                 f"--array=0-{count - 1} (a range, without commas)")
+        if count == 1:
+            raise SchedulerError(f"--part auto: array task {task} is an array of one task (sbatch --array={task}); to "
+                                 f"resubmit a task of a bigger array, set {ARRAY_VAR} to that array (sbatch "
+                                 f"--array={task} --export=ALL,{ARRAY_VAR}=0-N ...); to convert in one part, give "
+                                 "--part 1/1")
     if not first <= task <= last or (task - first) % step:
         raise SchedulerError(f"--part auto: array task {task} is not in the conversion's array ({where}); a task "
-                           f"resubmitted on its own needs {ARRAY_VAR} set to the whole array, e.g. "
-                           f"sbatch --array={task} --export=ALL,{ARRAY_VAR}=0-N ...")
+                             f"resubmitted on its own needs {ARRAY_VAR} set to the whole array, e.g. "
+                             f"sbatch --array={task} --export=ALL,{ARRAY_VAR}=0-N ...")
     return (task - first) // step + 1, (last - first) // step + 1
 
 
@@ -87,11 +92,11 @@ def _kubernetes_part(env) -> tuple[int, int]:
     index = _integer(env, "JOB_COMPLETION_INDEX")
     if env.get(PARTS_VAR) is None:
         raise SchedulerError(f"--part auto: a Kubernetes indexed Job (JOB_COMPLETION_INDEX={index}) must set "
-                           f"{PARTS_VAR} to its completions count in the container's env")
+                             f"{PARTS_VAR} to its completions count in the container's env")
     parts = _integer(env, PARTS_VAR)
     if not 0 <= index < parts:
         raise SchedulerError(f"--part auto: JOB_COMPLETION_INDEX={index} is not below {PARTS_VAR}={parts}; set "
-                           f"{PARTS_VAR} to the Job's spec.completions")
+                             f"{PARTS_VAR} to the Job's spec.completions")
     return index + 1, parts
 
 
