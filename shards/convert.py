@@ -77,6 +77,7 @@ class ConvertSummary:
     processed: int = 0                                     # videos handled by this run (not skipped as done)
     resumed_shards: int = 0                                # shards found done and skipped
     merged: bool = False                                   # manifest.parquet written
+    workers: int = 0                                       # parallel videos (default: shards.cluster.usable_cpus)
 
     @property
     def videos_per_s(self) -> float:
@@ -91,7 +92,8 @@ class ConvertSummary:
             f"bytes        {self.bytes} ({self.bytes / 2 ** 20:.1f} MiB of video)",
             f"shards       {self.shards} ({self.resumed_shards} already done)",
             f"elapsed      {self.elapsed_s:.1f} s",
-            f"videos/s     {self.videos_per_s:.2f} ({self.processed} videos this run)",
+            f"videos/s     {self.videos_per_s:.2f} ({self.processed} videos this run, {self.workers} "
+            f"worker{'s' if self.workers != 1 else ''})",
             f"manifest     {'written' if self.merged else 'not yet: waiting for the other parts (or run --merge)'}",
         ]
         return "\n".join(lines)
@@ -293,7 +295,7 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
                                       limit, progress, order)
         finally:
             store.clean_tmp()    # however the run ends (a signal too), it leaves no scratch file
-    summary.elapsed_s = time.time() - start
+    summary.elapsed_s, summary.workers = time.time() - start, workers
     return summary
 
 

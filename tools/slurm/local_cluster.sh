@@ -19,21 +19,23 @@ dir=$(realpath -m "$2")
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-stop_pidfile() {     # stop the process whose PID the file holds (only that process), waiting up to 10 s
-    local file=$1 pid
-    [[ -s $file ]] || return 0
-    pid=$(cat "$file")
-    kill "$pid" 2>/dev/null || { rm -f "$file"; return 0; }
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$file"
+stop_pidfiles() {    # SIGTERM the processes whose PIDs the files hold (only those), then wait up to 10 s for them
+    local file pids=()
+    for file in "$@"; do
+        [[ -s $file ]] && pids+=("$(cat "$file")")
+    done
+    [[ ${#pids[@]} -gt 0 ]] && kill "${pids[@]}" 2>/dev/null
+    for _ in $(seq 100); do
+        kill -0 "${pids[@]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "${pids[@]}" 2>/dev/null || true
+    rm -f "$@"
 }
 
 case $action in
 stop)
-    stop_pidfile "$dir/slurmd.pid"
-    stop_pidfile "$dir/slurmctld.pid"
-    stop_pidfile "$dir/munge/munged.pid"
+    stop_pidfiles "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munge/munged.pid"
     exit 0 ;;
 start) ;;
 *) usage ;;
