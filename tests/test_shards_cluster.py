@@ -97,3 +97,21 @@ def test_workers_default_to_the_cpus_this_process_may_use_and_no_progress_bar_of
     res = subprocess.run([sys.executable, "-c", probe, REPO], capture_output=True, text=True,
                          preexec_fn=lambda: os.sched_setaffinity(0, {first_cpu}))
     assert res.stdout.strip() == "1"
+
+
+def test_the_kubernetes_example_is_an_indexed_job_whose_parts_match_its_completions():
+    import yaml
+
+    with open(os.path.join(REPO, "tools", "k8s", "make_shards-job.yaml")) as f:
+        job = yaml.safe_load(f)
+    spec = job["spec"]
+    container = spec["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert job["kind"] == "Job" and spec["completionMode"] == "Indexed"
+    assert int(env["FROSTLINE_PARTS"]["value"]) == spec["completions"]
+    assert env["WORKERS"]["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"
+    command = container["command"]
+    assert command[command.index("--part") + 1] == "auto" and command[command.index("--workers") + 1] == "$(WORKERS)"
+    index = spec["completions"] - 1           # the last pod's part, as --part auto reads it
+    assert scheduler_part({"JOB_COMPLETION_INDEX": str(index), "FROSTLINE_PARTS": env["FROSTLINE_PARTS"]["value"]}) \
+        == (spec["completions"], spec["completions"])
