@@ -34,6 +34,36 @@ def _assert_only_whole_shards(out):
                     assert len(t.extractfile(m).read()) == m.size
 
 
+def _fragments(out) -> int:
+    work = os.path.join(out, "_work")
+    return len([f for f in os.listdir(work) if f.endswith(".manifest.parquet")]) if os.path.isdir(work) else 0
+
+
+def _start_until_fragments(syn, out, workers, fragments, **popen) -> subprocess.Popen:
+    """make_shards on `syn`, returned once it has finished `fragments` shards (and is still running)."""
+    proc = subprocess.Popen(_cli(syn.root, out, workers), **popen)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and _fragments(out) < fragments:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the conversion finished before it could be stopped"
+    return proc
+
+
+def _resume_gives_the_reference(syn, out, workers, ref, done) -> subprocess.CompletedProcess:
+    """Re-run the same command: it skips the `done` shards and ends with exactly the files of `ref`."""
+    res = subprocess.run(_cli(syn.root, out, workers), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"({done} already done)" in res.stdout
+    assert read_manifest(out).equals(read_manifest(ref))
+    assert read_rejects(out).equals(read_rejects(ref))
+    shards = sorted(f for f in os.listdir(ref) if f.endswith((".tar", ".idx")))
+    assert sorted(f for f in os.listdir(out) if f.endswith((".tar", ".idx"))) == shards
+    for f in shards:
+        assert open(os.path.join(out, f), "rb").read() == open(os.path.join(ref, f), "rb").read()
+    assert not os.path.exists(os.path.join(out, "_tmp"))
+    return res
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("resume_src"))
@@ -48,31 +78,13 @@ def dataset(tmp_path_factory):
 def test_kill9_then_resume_gives_same_manifest(tmp_path, dataset, workers, after_fragments):
     syn, ref = dataset
     out = str(tmp_path / "out")
-    proc = subprocess.Popen(_cli(syn.root, out, workers), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    work = os.path.join(out, "_work")
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        done = [f for f in os.listdir(work) if f.endswith(".manifest.parquet")] if os.path.isdir(work) else []
-        if len(done) >= after_fragments:
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the conversion finished before it could be killed"
+    proc = _start_until_fragments(syn, out, workers, after_fragments, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(proc.pid, signal.SIGKILL)            # the run and its worker processes, as a crash would
     proc.wait()
     assert not os.path.exists(os.path.join(out, "manifest.parquet"))
     _assert_only_whole_shards(out)
-    killed_at = len([f for f in os.listdir(work) if f.endswith(".manifest.parquet")])
-
-    res = subprocess.run(_cli(syn.root, out, workers), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert f"({killed_at} already done)" in res.stdout
-    assert read_manifest(out).equals(read_manifest(ref))
-    assert read_rejects(out).equals(read_rejects(ref))
-    for f in os.listdir(ref):
-        if f.endswith((".tar", ".idx")):
-            assert open(os.path.join(out, f), "rb").read() == open(os.path.join(ref, f), "rb").read()
-    assert not os.path.exists(os.path.join(out, "_tmp"))
+    _resume_gives_the_reference(syn, out, workers, ref, done=_fragments(out))
     _assert_only_whole_shards(out)
 
 
@@ -100,14 +112,7 @@ def test_sigterm_or_sigint_releases_the_lock_and_scratch_and_the_rerun_resumes_t
     workers are gone, no lock or scratch file stays, and the same command resumes to the uninterrupted bytes."""
     syn, ref = dataset
     out = str(tmp_path / "out")
-    proc = subprocess.Popen(_cli(syn.root, out, workers), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    work = os.path.join(out, "_work")
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.isdir(work) and any(f.endswith(".manifest.parquet") for f in os.listdir(work)):
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the conversion finished before it could be stopped"
+    proc = _start_until_fragments(syn, out, workers, 1, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     workers_before = _workers_of(proc.pid)
     assert len(workers_before) == (workers if workers > 1 else 0)
     proc.send_signal(signum)          # to make_shards alone: it stops its workers itself
@@ -127,19 +132,8 @@ def test_sigterm_or_sigint_releases_the_lock_and_scratch_and_the_rerun_resumes_t
     assert not os.path.exists(os.path.join(out, "_tmp"))
     assert not os.path.exists(os.path.join(out, "manifest.parquet"))
     _assert_only_whole_shards(out)
-    stopped_at = len([f for f in os.listdir(work) if f.endswith(".manifest.parquet")])
-
-    res = subprocess.run(_cli(syn.root, out, workers), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert f"({stopped_at} already done)" in res.stdout
+    res = _resume_gives_the_reference(syn, out, workers, ref, done=_fragments(out))
     assert "taking over the lock" not in res.stderr          # there was no lock to take over
-    assert read_manifest(out).equals(read_manifest(ref))
-    assert read_rejects(out).equals(read_rejects(ref))
-    assert sorted(f for f in os.listdir(out) if f.endswith((".tar", ".idx"))) == \
-        sorted(f for f in os.listdir(ref) if f.endswith((".tar", ".idx")))
-    for f in os.listdir(ref):
-        if f.endswith((".tar", ".idx")):
-            assert open(os.path.join(out, f), "rb").read() == open(os.path.join(ref, f), "rb").read()
 
 
 def test_rerun_of_finished_job_redoes_nothing(tmp_path, dataset):

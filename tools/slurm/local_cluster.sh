@@ -58,6 +58,7 @@ munged --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.sock
 
 IFS=, read -r ctld_port slurmd_port <<< "${SLURM_PORTS:-$(free_port),$(free_port)}"
 host=$(hostname -s)
+memory_mb=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)    # below what slurmd measures
 cat > "$dir/slurm.conf" <<EOF
 ClusterName=frostline
 SlurmctldHost=$host(127.0.0.1)
@@ -87,7 +88,7 @@ ReturnToService=2
 KillWait=10
 MinJobAge=600
 InactiveLimit=0
-NodeName=frostline1 NodeHostname=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo) State=UNKNOWN
+NodeName=frostline1 NodeHostname=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$memory_mb State=UNKNOWN
 PartitionName=debug Nodes=frostline1 Default=YES MaxTime=INFINITE State=UP
 EOF
 export SLURM_CONF=$dir/slurm.conf
