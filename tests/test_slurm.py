@@ -87,8 +87,9 @@ def test_sbatch_array_converts_in_two_parts_and_a_cancelled_task_resumes_to_the_
     """`sbatch --array=0-1` converts in parts 1/2 and 2/2 with no part written by hand; task 1 is cancelled
     (scancel) after its first shard, leaves no lock or scratch file, and, resubmitted alone, finishes the
     conversion: the store equals an uninterrupted 2-part run byte for byte, and a single run in every video's
-    sha256, key, label and reject. About 25 s on 2 cores: three conversions of 24 generated videos, sized so
-    that a task runs for a few seconds and can be cancelled in the middle."""
+    sha256, key, label and reject. About 30 s on 2 idle cores (longer than most tests: three conversions of 24
+    generated videos, each big enough that a task runs for seconds and can be cancelled in the middle, plus the
+    daemons' start and stop)."""
     syn = make_ucf101(str(tmp_path / "src"), num_classes=4, groups=6, clips=1, width=256, height=192, num_frames=120)
     single, two_parts = str(tmp_path / "single"), str(tmp_path / "two_parts")
     convert_dataset("ucf101", syn.root, single, workers=1, shard_size=SHARD_SIZE, progress=False)
@@ -109,6 +110,7 @@ def test_sbatch_array_converts_in_two_parts_and_a_cancelled_task_resumes_to_the_
 
     task0, task1 = (open(f"{logs}/{job}_{i}.out").read() for i in (0, 1))
     assert "--part auto: part 1/2 (SLURM_ARRAY_TASK_ID=0)" in task0 and "manifest     not yet" in task0
+    assert "videos this run, 1 worker)" in task0          # --cpus-per-task=1 -> --workers 1
     assert "--part auto: part 2/2 (SLURM_ARRAY_TASK_ID=1)" in task1
     assert "make_shards: stopped by SIGTERM: lock released, scratch files removed" in task1, task1
     assert "JobState=CANCELLED" in _slurm(slurm, "scontrol", "show", "job", f"{job}_1")
