@@ -14,7 +14,10 @@ so N machines write disjoint shards into one `--out`; the last part to finish (o
 One live run per part: each part holds the lock `_work/part-I-of-N.lock` (see `shards.storage.lock`: host, PID, start
 time; a lock left by a killed run is taken over), and `merge` holds `_work/merge.lock`. The lock is taken
 before anything is written, so a refused run changes nothing. Worker processes die with their parent
-(`shards.storage.orphans`), and a run first removes the scratch files its killed predecessor left.
+(`shards.storage.orphans`), and a run first removes the scratch files its killed predecessor left. A run that
+ends any other way (finished, failed, or stopped by a signal: `shards.cluster.stop_on_signals`) removes its
+scratch files and releases its lock on the way out; its workers ignore SIGTERM and SIGINT (a scheduler signals
+every process of the job) and are killed by the parent when it stops early.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import multiprocessing
 import os
 import random
 import re
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,6 +40,7 @@ import pyarrow.compute as pc
 
 from . import manifest as mf
 from .cli import Failure
+from .cluster import usable_cpus
 from .storage.lock import RunLock
 from .storage.orphans import die_with_parent
 from .records import VideoRecord
@@ -72,6 +77,7 @@ class ConvertSummary:
     processed: int = 0                                     # videos handled by this run (not skipped as done)
     resumed_shards: int = 0                                # shards found done and skipped
     merged: bool = False                                   # manifest.parquet written
+    workers: int = 0                                       # parallel videos (default: shards.cluster.usable_cpus)
 
     @property
     def videos_per_s(self) -> float:
@@ -86,7 +92,8 @@ class ConvertSummary:
             f"bytes        {self.bytes} ({self.bytes / 2 ** 20:.1f} MiB of video)",
             f"shards       {self.shards} ({self.resumed_shards} already done)",
             f"elapsed      {self.elapsed_s:.1f} s",
-            f"videos/s     {self.videos_per_s:.2f} ({self.processed} videos this run)",
+            f"videos/s     {self.videos_per_s:.2f} ({self.processed} videos this run, {self.workers} "
+            f"worker{'s' if self.workers != 1 else ''})",
             f"manifest     {'written' if self.merged else 'not yet: waiting for the other parts (or run --merge)'}",
         ]
         return "\n".join(lines)
@@ -181,12 +188,20 @@ CRASHED = "decode error at frame 0: the decoder crashed (its worker process died
 
 def _init_worker(parent_pid: int) -> None:
     die_with_parent(parent_pid)   # a kill -9 of make_shards takes its workers (and so the resource tracker) along
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, signal.SIG_IGN)   # the parent decides: it kills its workers when a signal stops it
     quiet_ffmpeg()
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                                initargs=(os.getpid(),))
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the workers of `pool` now: the run is stopping, and the videos they are on would be thrown away."""
+    for process in list((pool._processes or {}).values()):   # no public way before Python 3.14's kill_workers()
+        process.kill()
 
 
 def _isolated(record: VideoRecord, opts: EncodeOptions):
@@ -228,6 +243,9 @@ def _results(items: list, workers: int, opts: EncodeOptions):
             nxt = next(it, None)
             if nxt is not None:
                 pending.append((nxt, pool.submit(_work, (nxt, opts))))
+    except BaseException:    # stopped (a signal, an error, or the consumer closed this generator early)
+        _kill_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -279,7 +297,7 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
         raise SettingError(f"--limit must be at least 1 (videos per split), got {limit}")
     if workers is not None and workers < 1:
         raise SettingError(f"--workers must be at least 1, got {workers}")
-    workers = workers or os.cpu_count() or 1
+    workers = workers or usable_cpus()
 
     index = load(dataset, root, splits)
     store = Store(out, tmp_name=f"_tmp/part-{part_i}-of-{part_n}")
@@ -291,9 +309,12 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
     with part_lock(store, part_i, part_n):
         _check_settings(store, settings)
         store.clean_tmp()    # scratch files of a killed run of this part (the lock says none is live)
-        summary = _convert_locked(store, dataset, index, (part_i, part_n), opts, max_bytes, workers, seed, limit,
-                                  progress, order)
-    summary.elapsed_s = time.time() - start
+        try:
+            summary = _convert_locked(store, dataset, index, (part_i, part_n), opts, max_bytes, workers, seed,
+                                      limit, progress, order)
+        finally:
+            store.clean_tmp()    # however the run ends (a signal too), it leaves no scratch file
+    summary.elapsed_s, summary.workers = time.time() - start, workers
     return summary
 
 
@@ -361,6 +382,7 @@ def _convert_split(store, dataset, split, k, records, part, opts, max_bytes, wor
     """Fill shards k, k+1, ... of `split` with `records` in order, committing each when full."""
     builder = None
     rows, rejects, consumed = [], [], 0
+    results = _results(records, workers, opts)
 
     def close():
         nonlocal builder, rows, rejects, consumed, k
@@ -372,7 +394,7 @@ def _convert_split(store, dataset, split, k, records, part, opts, max_bytes, wor
         builder, rows, rejects, consumed, k = None, [], [], 0, k + 1
 
     try:
-        for record, data, info in _results(records, workers, opts):
+        for record, data, info in results:
             if data is None:
                 rejects.append(reject_row(record, info))
             else:
@@ -392,6 +414,7 @@ def _convert_split(store, dataset, split, k, records, part, opts, max_bytes, wor
         if consumed:
             close()
     except BaseException:
+        results.close()    # a stopped run: its workers are killed now, not after their videos
         if builder is not None:
             builder.abandon()
         raise
@@ -493,6 +516,7 @@ def merge(out: str, wait_s: float = 0.0) -> tuple[pa.Table, pa.Table]:
     try:
         return _merge_locked(store)
     finally:
+        store.clean_tmp()
         lock.release()
 
 
@@ -521,11 +545,11 @@ def _merge_locked(store: Store) -> tuple[pa.Table, pa.Table]:
 def _read_all(store: Store, names: list[str]) -> list[pa.Table]:
     """The Parquet files `names` of `store`, in order, fetched and decoded by a few threads (one request each
     on S3, where a merge of 2000 fragments would otherwise wait for 4000 round trips in a row). On local disk
-    decoding is the cost, so one thread per core: 2000 fragments took 8.3 s with 8 threads, 6.2 s with 2, on
-    the project's 2-core machine."""
+    decoding is the cost, so one thread per CPU this process may use (`usable_cpus`): 2000 fragments took 8.3 s
+    with 8 threads, 6.2 s with 2, on the project's 2-core machine."""
     if len(names) < 2:
         return [mf.read_table(store, rel) for rel in names]
-    threads = READ_THREADS if store.remote else (os.cpu_count() or 1)
+    threads = READ_THREADS if store.remote else usable_cpus()
     with ThreadPoolExecutor(min(threads, len(names))) as pool:
         return list(pool.map(lambda rel: mf.read_table(store, rel, check=False), names))
 

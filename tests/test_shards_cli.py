@@ -18,13 +18,13 @@ def test_cli_converts_and_summarises(tmp_path):
     syn = make_hmdb51(str(tmp_path / "hmdb"), num_classes=2, per_class=4)
     out = str(tmp_path / "out")
     res = run("--dataset", "hmdb51", "--root", syn.root, "--out", out, "--workers", "1", "--codec", "vp9",
-              "--short-side", "256", "--fps", "30", "--shard-size", "512MB", "--seed", "0")
+              "--short-side", "256", "--fps", "30", "--shard-size", "512MB", "--seed", "0", "--progress")
     assert res.returncode == 0, res.stderr
     for line in ("samples      4", "rejects      4 (", "decode error: 1", "missing: 1", "unreadable container: 2",
                  "bytes",
                  "shards       1", "elapsed", "videos/s", "manifest     written"):
         assert line in res.stdout, (line, res.stdout)
-    assert "video/s" in res.stderr and "rejects=4" in res.stderr     # the tqdm bar
+    assert "video/s" in res.stderr and "rejects=4" in res.stderr     # the tqdm bar (--progress: stderr is a pipe)
     assert read_manifest(out).num_rows == 4
 
 

@@ -1,4 +1,5 @@
-"""Crash safety: a run killed with SIGKILL and then re-run gives exactly the uninterrupted result."""
+"""Crash safety: a run killed with SIGKILL, or stopped by SIGTERM/SIGINT, then re-run gives exactly the
+uninterrupted result."""
 import os
 import signal
 import subprocess
@@ -33,6 +34,36 @@ def _assert_only_whole_shards(out):
                     assert len(t.extractfile(m).read()) == m.size
 
 
+def _fragments(out) -> int:
+    work = os.path.join(out, "_work")
+    return len([f for f in os.listdir(work) if f.endswith(".manifest.parquet")]) if os.path.isdir(work) else 0
+
+
+def _start_until_fragments(syn, out, workers, fragments, **popen) -> subprocess.Popen:
+    """make_shards on `syn`, returned once it has finished `fragments` shards (and is still running)."""
+    proc = subprocess.Popen(_cli(syn.root, out, workers), **popen)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and _fragments(out) < fragments:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the conversion finished before it could be stopped"
+    return proc
+
+
+def _resume_gives_the_reference(syn, out, workers, ref, done) -> subprocess.CompletedProcess:
+    """Re-run the same command: it skips the `done` shards and ends with exactly the files of `ref`."""
+    res = subprocess.run(_cli(syn.root, out, workers), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"({done} already done)" in res.stdout
+    assert read_manifest(out).equals(read_manifest(ref))
+    assert read_rejects(out).equals(read_rejects(ref))
+    shards = sorted(f for f in os.listdir(ref) if f.endswith((".tar", ".idx")))
+    assert sorted(f for f in os.listdir(out) if f.endswith((".tar", ".idx"))) == shards
+    for f in shards:
+        assert open(os.path.join(out, f), "rb").read() == open(os.path.join(ref, f), "rb").read()
+    assert not os.path.exists(os.path.join(out, "_tmp"))
+    return res
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("resume_src"))
@@ -47,32 +78,62 @@ def dataset(tmp_path_factory):
 def test_kill9_then_resume_gives_same_manifest(tmp_path, dataset, workers, after_fragments):
     syn, ref = dataset
     out = str(tmp_path / "out")
-    proc = subprocess.Popen(_cli(syn.root, out, workers), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    work = os.path.join(out, "_work")
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        done = [f for f in os.listdir(work) if f.endswith(".manifest.parquet")] if os.path.isdir(work) else []
-        if len(done) >= after_fragments:
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the conversion finished before it could be killed"
+    proc = _start_until_fragments(syn, out, workers, after_fragments, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(proc.pid, signal.SIGKILL)            # the run and its worker processes, as a crash would
     proc.wait()
     assert not os.path.exists(os.path.join(out, "manifest.parquet"))
     _assert_only_whole_shards(out)
-    killed_at = len([f for f in os.listdir(work) if f.endswith(".manifest.parquet")])
-
-    res = subprocess.run(_cli(syn.root, out, workers), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert f"({killed_at} already done)" in res.stdout
-    assert read_manifest(out).equals(read_manifest(ref))
-    assert read_rejects(out).equals(read_rejects(ref))
-    for f in os.listdir(ref):
-        if f.endswith((".tar", ".idx")):
-            assert open(os.path.join(out, f), "rb").read() == open(os.path.join(ref, f), "rb").read()
-    assert not os.path.exists(os.path.join(out, "_tmp"))
+    _resume_gives_the_reference(syn, out, workers, ref, done=_fragments(out))
     _assert_only_whole_shards(out)
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The worker processes (multiprocessing spawn children, not its resource tracker) of process `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum,workers", [(signal.SIGTERM, 2), (signal.SIGINT, 1)], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_or_sigint_releases_the_lock_and_scratch_and_the_rerun_resumes_to_the_same_bytes(
+        tmp_path, dataset, signum, workers):
+    """What `scancel`, a time limit or Ctrl-C does: the run stops with a clear line and status 128 + signal, its
+    workers are gone, no lock or scratch file stays, and the same command resumes to the uninterrupted bytes."""
+    syn, ref = dataset
+    out = str(tmp_path / "out")
+    proc = _start_until_fragments(syn, out, workers, 1, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers_before = _workers_of(proc.pid)
+    assert len(workers_before) == (workers if workers > 1 else 0)
+    proc.send_signal(signum)          # to make_shards alone: it stops its workers itself
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 128 + signum
+    name = signal.Signals(signum).name
+    assert f"make_shards: stopped by {name}: lock released, scratch files removed; run the same command again " \
+           "to resume" in err
+    assert "Traceback" not in err
+    deadline = time.time() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers_before) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers_before if os.path.exists(f"/proc/{pid}")]
+    left = [os.path.join(d, f) for d, _, files in os.walk(out) for f in files]
+    assert not [f for f in left if f.endswith((".lock", ".part"))], left
+    assert not os.path.exists(os.path.join(out, "_tmp"))
+    assert not os.path.exists(os.path.join(out, "manifest.parquet"))
+    _assert_only_whole_shards(out)
+    res = _resume_gives_the_reference(syn, out, workers, ref, done=_fragments(out))
+    assert "taking over the lock" not in res.stderr          # there was no lock to take over
 
 
 def test_rerun_of_finished_job_redoes_nothing(tmp_path, dataset):

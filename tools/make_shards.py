@@ -3,9 +3,11 @@
 
     python tools/make_shards.py --dataset ucf101 --root /data/UCF101 --out s3://bucket/ucf101
     python tools/make_shards.py --merge --out s3://bucket/k400        # after all --part I/N runs
+    sbatch --array=0-7 tools/slurm/make_shards.sbatch ...             # --part auto: 8 parts (docs/cluster.md)
 
 Without --dataset/--root it converts a small generated UCF101-layout dataset (the built-in default).
-Re-run the same command after a crash to resume it.
+Re-run the same command after a crash to resume it. SIGTERM or SIGINT (scancel, a time limit, Ctrl-C) releases the
+lock and removes the scratch files, then exits with status 128 + the signal (143, 130).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
+from shards.cluster import SchedulerError, Stopped, part_source, scheduler_part, stop_on_signals  # noqa: E402
 from shards.convert import (DEFAULT_KEYFRAME_INTERVAL, MAX_KEYFRAME_INTERVAL, ORDERS, SettingError,  # noqa: E402
                             check_fps, convert_dataset, merge, parse_part, parse_size)
 from shards.storage.orphans import owned_tempdir, sweep_tempdirs  # noqa: E402
@@ -57,12 +60,25 @@ def _size(text):
     return text
 
 
+def _part(text):
+    """--part: I/N, or `auto` (from the scheduler's variables: shards.cluster.scheduler_part), checked now."""
+    try:
+        if text.strip().lower() == "auto":
+            scheduler_part()
+            return "auto"
+        parse_part(text)
+    except (SettingError, SchedulerError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=DATASETS, help="dataset layout of --root")
     p.add_argument("--root", help="the dataset as distributed (a local folder)")
     p.add_argument("--out", help="output folder or s3://bucket/prefix (AWS_* variables, incl. AWS_ENDPOINT_URL)")
-    p.add_argument("--workers", type=_at_least(1, most=1024), default=None, help="parallel videos (default: all cores)")
+    p.add_argument("--workers", type=_at_least(1, most=1024), default=None,
+                   help="parallel videos (default: the CPUs this process may use, os.sched_getaffinity)")
     p.add_argument("--codec", choices=("vp9", "h264", "copy"), default="vp9",
                    help="stored stream: vp9 (DALI CPU+GPU), h264 (DALI GPU only), copy (keep it when decodable)")
     p.add_argument("--short-side", type=_at_least(2, most=8192), default=256, help="short side in pixels (never upscaled)")
@@ -76,14 +92,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--splits", default=None, help="comma-separated splits to convert (default: all)")
     p.add_argument("--limit", type=_at_least(1), default=None,
                    help="at most N videos per split (after the seeded shuffle)")
-    p.add_argument("--part", type=_checked(lambda t: (parse_part(t), t)[1], "part"), default=None,
-                   help="I/N: convert the I-th of N deterministic parts")
+    p.add_argument("--part", type=_part, default=None,
+                   help="I/N: convert the I-th of N deterministic parts; auto: the part of this Slurm array task or "
+                        "Kubernetes indexed Job (docs/cluster.md)")
     p.add_argument("--seed", type=int, default=0, help="order of samples within a split's shards")
     p.add_argument("--order", choices=ORDERS, default="shuffled",
                    help="shuffled (by --seed: classes mixed in every shard) or by-class (class after class, as "
                         "datasets written folder by folder are; the worst case for a shuffle)")
     p.add_argument("--merge", action="store_true", help="only combine the manifests of finished --part runs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: only when stderr is a terminal)")
     add_logging_flags(p)
     args = p.parse_args(argv)
     if args.merge and not args.out:
@@ -96,12 +114,26 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    """make_shards; SIGTERM/SIGINT stop it cleanly (lock released, scratch files removed) with status 128 + signal."""
+    with stop_on_signals():
+        try:
+            return _convert(argv)
+        except Stopped as stop:
+            print(f"make_shards: stopped by {stop.name}: lock released, scratch files removed; run the same command "
+                  "again to resume", file=sys.stderr, flush=True)
+            return stop.status
+
+
+def _convert(argv=None) -> int:
     args = parse_args(argv)
     setup_logging(args.quiet, args.verbose)
     if args.merge:
         manifest, rejects = merge(args.out)
         print(f"merged {args.out}: {manifest.num_rows} samples, {rejects.num_rows} rejects")
         return 0
+    if args.part == "auto":
+        args.part = "{}/{}".format(*scheduler_part())
+        print(f"--part auto: part {args.part} ({part_source()})", flush=True)
     scratch = None
     if args.dataset is None and args.root is None:
         from shards.generated.synthetic import make_ucf101
@@ -118,7 +150,7 @@ def main(argv=None) -> int:
             args.dataset, args.root, args.out, workers=args.workers, codec=args.codec,
             short_side=args.short_side, fps=args.fps, shard_size=args.shard_size, splits=args.splits,
             limit=args.limit, part=args.part, seed=args.seed, order=args.order,
-            progress=not args.no_progress and not args.quiet,
+            progress=(sys.stderr.isatty() if args.progress is None else args.progress) and not args.quiet,
             keyframe_interval=args.keyframe_interval)
     finally:
         if scratch is not None:

@@ -101,6 +101,10 @@ class RunLock:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+            except BaseException as stop:   # a signal (shards.cluster.Stopped, KeyboardInterrupt) while taking it
+                if not isinstance(stop, Exception) and self.token is not None:
+                    self.release()  # removes the lock only if this run had created it
+                raise
 
     def _acquire(self) -> "RunLock":
         self.token = uuid.uuid4().hex
