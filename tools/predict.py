@@ -5,9 +5,11 @@
     python tools/predict.py VIDEO... --labels-file labels.txt --weights runs/k400 --json out.json
     python tools/predict.py VIDEO... --classes shards/classes.parquet --weights /models/froster_b2n_k400.pth
 
-Weights (--weights): a frostline run's output_dir, any file model.weights reads (OpenAI's ViT-B-16.pt, a FROSTER,
+Weights (--weights): a frostline run's output_dir (its averaged weights, or its newest epoch before the average
+exists), any file model.weights reads (OpenAI's ViT-B-16.pt, a FROSTER,
 Open-VCLIP or ViFi-CLIP checkpoint, an open_clip state dict, safetensors), or an open_clip tag; default: plain
-CLIP ViT-B-16 'openai'. Sampling and prompts are evaluation's (model.inference). Each video gets its top-k labels
+CLIP ViT-B-16 'openai' (offline and not cached: an error that asks for --weights). Sampling and prompts are
+evaluation's; this is a command line over model.inference.Predictor (docs/predict.md). Each video gets its top-k labels
 with probabilities, as a table and, with --json, as JSON. An unreadable video is reported by name and the rest go
 on; the exit status is the number of videos that failed (at most 100).
 """
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
     from model.inference import Predictor
-    from pipeline.files import clips_for, expand_inputs
+    from pipeline.files import expand_inputs
     import torch
     if a.device == "gpu" and not torch.cuda.is_available():
         print("error: --device gpu but no CUDA device is visible", file=sys.stderr)
@@ -80,17 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.views:
         predictor.sampling.views = a.views
-    predictor.set_labels(labels)
     print(f"model: {predictor.description}", file=sys.stderr)
+    for warning in predictor.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     videos = expand_inputs(a.videos)
     results, failed = [], []
     bar = tqdm(total=len(videos), unit="video", disable=a.no_progress, file=sys.stderr, dynamic_ncols=True)
-    for names, clips, errors in clips_for(videos, predictor.sampling, a.device, a.batch_size):
+    for preds, errors in predictor.predict_batches(videos, labels, a.top_k, a.batch_size):
         failed.extend(errors)
-        if names:
-            for name, top in zip(names, predictor.top_k(predictor.probabilities(clips), a.top_k)):
-                results.append({"video": name, "top_k": [{"label": l, "probability": p} for l, p in top]})
-        bar.update(len(names) + len(errors))
+        results.extend({"video": p.video, "top_k": [{"label": l, "probability": q} for l, q in p.top_k]}
+                       for p in preds)
+        bar.update(len(preds) + len(errors))
     bar.close()
     for r in results:
         print(r["video"])
@@ -100,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED {f['video']}: {f['error']}", file=sys.stderr)
     print(f"{len(results)} video(s) classified, {len(failed)} failed", file=sys.stderr)
     if a.json:
-        Path(a.json).write_text(json.dumps({"model": predictor.description, "labels": labels, "predictions": results,
-                                            "failed": failed}, indent=2) + "\n")
+        Path(a.json).write_text(json.dumps({"model": predictor.description, "warnings": predictor.warnings,
+                                            "labels": labels, "predictions": results, "failed": failed},
+                                           indent=2) + "\n")
     return min(len(failed), 100)
 
 
