@@ -42,8 +42,8 @@ def base2novel(m: Manifest, *, shots: int = 16, seed: int = 0, num_train_sets: i
     Generated rule (no `split_files`): the base classes are the ceil(C/2) classes with the lowest
     rank(seed, "base2novel/classes", class_name); each half keeps the dataset's label order. Training set s{n}
     takes, per base class, the `shots` training videos with the lowest rank(seed, f"base2novel/s{n}", key).
-    Training videos are K400/SSv2 `train`, UCF/HMDB official split-1 train; evaluation videos are K400/SSv2
-    `val`/`validation`, UCF/HMDB split-1 test.
+    Training videos are K400/SSv2/folder `train`, UCF/HMDB official split-1 train; evaluation videos are K400/SSv2
+    `val`/`validation`, a folder dataset's `test`, UCF/HMDB split-1 test.
     """
     ds = m.dataset
     if ds not in B2N_DATASETS:

@@ -13,10 +13,10 @@ from ..manifest import CLASSES, MANIFEST, read_table
 from ..storage import Store, is_remote
 from .names import ClassEntry, Descriptions, SplitError, SplitWarning, load_prompts, normalise, readable_name
 
-B2N_DATASETS = ("k400", "hmdb51", "ucf101", "ssv2")
+B2N_DATASETS = ("k400", "hmdb51", "ucf101", "ssv2", "folder")
 CROSS_DATASETS = ("ucf101", "hmdb51", "k600")
 OFFICIAL = ("ucf101", "hmdb51")          # datasets whose train/test membership is the official split1..3 columns
-EVAL_SPLITS = ("val", "validation")      # the evaluation split of Kinetics and SSv2, as the manifest names it
+EVAL_SPLITS = ("val", "validation", "test")  # the evaluation split: Kinetics and SSv2 (val), a folder dataset (test)
 
 ROW_SCHEMA = pa.schema([
     pa.field("key", pa.string()),
