@@ -205,8 +205,9 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults <- YAML file <- overrides, checked against the dataclasses."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
+                defer_fit: bool = False) -> Config:
+    """Defaults <- YAML file <- overrides, checked against the dataclasses (`defer_fit`: see `validate`)."""
     data: dict = {}
     if path is not None:
         with open(path) as f:
@@ -221,14 +222,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg = _build(Config, data, "")
     except ConfigError as e:
         raise ConfigError(f"{path or 'config'}: {e}") from None
-    validate(cfg)
+    validate(cfg, defer_fit)
     from model.fidelity import resolve   # the official switch sets the settings it stands for
     resolve(cfg)
     return cfg
 
 
-def validate(cfg: Config) -> None:
-    """Cross-field checks that a type cannot express."""
+def validate(cfg: Config, defer_fit: bool = False) -> None:
+    """Cross-field checks that a type cannot express. `defer_fit`: leave the schedule's fit to train.epochs to the
+    caller (model.fit), which reports it together with the data's and the weights'."""
     t, d = cfg.train, cfg.data
     choices = {
         "data.protocol": (d.protocol, ("base2novel", "cross")),
@@ -256,7 +258,6 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key}={value}: must be at least 1")
     if cfg.eval.max_missing < 0:
         raise ConfigError(f"eval.max_missing={cfg.eval.max_missing}: must be a count >= 0 or a fraction in [0, 1)")
-    if not 0 <= t.warmup_epochs < t.epochs:
-        raise ConfigError(f"train.warmup_epochs={t.warmup_epochs}: must be in [0, train.epochs)")
-    if not 1 <= t.average_from <= t.epochs:
-        raise ConfigError(f"train.average_from={t.average_from}: must be in [1, train.epochs={t.epochs}]")
+    if not defer_fit:  # model/train.py checks these with the data and the weights, in one message (model.fit)
+        from model.fit import check, schedule_problems
+        check(schedule_problems(cfg))
