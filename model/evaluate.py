@@ -1,6 +1,7 @@
 """Evaluation: the papers' metrics, 3 temporal views x 1 crop with summed logits, on every rank, each clip once.
 
     python model/evaluate.py --config FILE [--zero-shot] [--weights PATH] [key.sub=value ...]
+    python model/evaluate.py --config RUN_DIR                  # a run folder: its config.yaml and trained weights
     accelerate launch model/evaluate.py --config FILE            # all ranks share the work
     accelerate launch model/train.py --config FILE --eval-only   # the same thing from the recipe
 
@@ -338,7 +339,7 @@ def run(cfg: Config, accelerator=None, out_dir: str | Path | None = None) -> dic
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Evaluate FROSTER (or the zero-shot CLIP baseline).")
-    ap.add_argument("--config", required=True, help="the training YAML config")
+    ap.add_argument("--config", required=True, help="the training YAML config, or a run folder (its config.yaml)")
     ap.add_argument("--zero-shot", action="store_true", help="the frozen original CLIP, no temporal attention")
     ap.add_argument("--weights", default=None, help="student weights file (default: eval.weights of the config)")
     ap.add_argument("--out", default=None, help="folder for results.json/results.md (default: output_dir)")
@@ -349,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(a.quiet, a.verbose)
     if launched():
         die_with_parent()
+    if Path(a.config).is_dir():  # a run folder evaluates the weights it trained, where it is now
+        a.config, a.overrides = Path(a.config) / "config.yaml", [f"output_dir={a.config}", *a.overrides]
     cfg = load_config(a.config, a.overrides)
     cfg.eval.zero_shot = cfg.eval.zero_shot or a.zero_shot
     cfg.eval.allow_partial = cfg.eval.allow_partial or a.allow_partial

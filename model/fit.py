@@ -54,7 +54,11 @@ def crop_problems(cfg: Config, image_size: int, model_name: str) -> list[tuple[s
         out.append((f"data.crop_size={image_size}", f"was {d.crop_size}; the weights are CLIP {model_name}, which "
                                                      f"takes {image_size}x{image_size} images"))
     lo, hi = d.short_side_range
-    if lo < image_size or hi < lo:
+    if d.crop_size != image_size and lo >= d.crop_size:  # the preset's jitter, scaled with its crop
+        scaled = [round(v * image_size / d.crop_size) for v in (lo, hi)]
+        out.append((f"data.short_side_range=[{scaled[0]},{scaled[1]}]",
+                    f"was [{lo},{hi}] for a {d.crop_size}-pixel crop; the same jitter for {image_size} pixels"))
+    elif lo < image_size or hi < lo:
         out.append((f"data.short_side_range=[{image_size},{max(hi, image_size * 8 // 7)}]",
                     f"was [{lo},{hi}]; training resizes the short side into this range before the "
                     f"{image_size}-pixel crop"))
