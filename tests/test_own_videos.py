@@ -58,7 +58,8 @@ def own(tmp_path_factory):
                                           "--out", str(root / "my_shards"), "--short-side", "64", "--workers", "1",
                                           "--no-progress", "-q"]) == 0
     assert load_tool("make_splits").main(["--protocol", "base2novel", "--dataset", "folder", "--manifest",
-                                          str(root / "my_shards"), "--out", str(root / "my_splits"), "-q"]) == 0
+                                          str(root / "my_shards"), "--out", str(root / "my_splits"), "--shots",
+                                          "all", "-q"]) == 0
     torch.manual_seed(0)
     start, _ = build_clip("frostline-tiny", pretrained=None)
     export_clip(start.state_dict(), root / "start.pt", "frostline-tiny")

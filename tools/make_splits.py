@@ -24,6 +24,16 @@ from shards import splits  # noqa: E402
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
 
 
+def _shots(text: str) -> int | None:
+    """--shots N (N >= 1) or 'all' (None: every training video)."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", required=True, choices=["base2novel", "cross"])
@@ -32,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--manifest", help="base2novel: the dataset's shard store (folder or s3:// URL)")
     p.add_argument("--train-manifest", help="cross: K400's shard store")
     p.add_argument("--eval-manifest", help="cross: the evaluation dataset's shard store")
-    p.add_argument("--shots", type=int, default=16, help="training videos per base class (default 16)")
+    p.add_argument("--shots", type=_shots, default=16,
+                   help="training videos per base class, or 'all' (your own videos; default 16, the papers')")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated splits (default 0)")
     p.add_argument("--num-train-sets", type=int, default=3, help="base2novel training sets s1..sN (default 3)")
     p.add_argument("--num-eval-sets", type=int, default=3, help="cross evaluation sets (default 3)")

@@ -198,8 +198,9 @@ def by_class(m: Manifest, rows: list[int], entries: list[ClassEntry]) -> tuple[l
     return kept, [to_split[m.col["label"][i]] for i in kept]
 
 
-def few_shot(m: Manifest, pool: list[int], entries: list[ClassEntry], shots: int, seed: int, purpose: str):
-    """Per class, the `shots` pool rows with the lowest rank(seed, purpose, key): all of them when fewer."""
+def few_shot(m: Manifest, pool: list[int], entries: list[ClassEntry], shots: int | None, seed: int, purpose: str):
+    """Per class, the `shots` pool rows with the lowest rank(seed, purpose, key): all of them when fewer (or when
+    `shots` is None)."""
     per_class: dict[int, list[int]] = {e.label: [] for e in entries}
     to_split = {e.source_label: e.label for e in entries}
     for i in pool:
