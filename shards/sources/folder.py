@@ -85,6 +85,11 @@ def read(root: str, test_fraction: float | None = None, seed: int = 0) -> Datase
                     path=os.path.join(folder, cls, *rel.split("/"))))
     if ignored:
         log.info("%s: %d file(s) without a video extension ignored", root, ignored)
+    outside = sorted(f for folder in layout.values() for f in os.listdir(folder)
+                     if os.path.isfile(os.path.join(folder, f)) and _is_video(f))
+    if outside:
+        log.warning("%s: %d video(s) outside a class folder are not part of the dataset (e.g. %s); move them into "
+                    "ROOT/<class name>/", root, len(outside), outside[0])
     splits = [s for s in SPLITS if any(r.split == s for r in records)]
     records.sort(key=lambda r: r.key)
     return DatasetIndex("folder", classes, splits, records)
