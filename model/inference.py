@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def run_weights(run: str | Path):
     return cfg, average
 
 
+class ToyWeightsWarning(UserWarning):
+    """The weights are no real CLIP: scores on real videos mean nothing."""
+
+
 def toy_warnings(info) -> list[str]:
     """Why the scores of these weights mean nothing on real videos, if they do not (model.clip.ClipInfo)."""
     if info.kind == "random":
@@ -126,10 +131,10 @@ class Predictor:
                        + (f", boundary {model.student.boundary}" if model.student.temporal == "neighbour" else "")
                        + f"; {sampling.views} views x {sampling.frames} frames, stride {sampling.stride}, "
                          f"centre crop {sampling.crop}")
-        warnings = toy_warnings(info)
-        for w in warnings:
-            log.warning("%s", w)
-        return cls(model.to(device).eval(), sampling, description, warnings)
+        notes = toy_warnings(info)
+        for note in notes:  # a notebook shows it; tools/predict.py prints predictor.warnings itself
+            warnings.warn(note, ToyWeightsWarning, stacklevel=2)
+        return cls(model.to(device).eval(), sampling, description, notes)
 
     def set_labels(self, labels: list[str]) -> None:
         """Free-text labels (or class names: '_' becomes a space); the 29 prompts of each are encoded once."""

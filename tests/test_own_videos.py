@@ -146,9 +146,11 @@ def test_evaluate_and_convert_weights_on_the_cleaned_run_folder(own, cleaned, tm
     from model import evaluate
     trained = json.loads((own["run"] / "results.json").read_text())
     evaluate.main(["--config", str(own["run"]), "--out", str(tmp_path / "again")])
-    again = json.loads((tmp_path / "again" / "results.json").read_text())
-    assert {k: again[k] for k in ("base_top1", "novel_top1", "hm")} == \
-        {k: trained[k] for k in ("base_top1", "novel_top1", "hm")}
+    evaluate.main(["--config", str(own["run"]), "--weights", str(cleaned), "--out", str(tmp_path / "explicit")])
+    metrics = ("base_top1", "novel_top1", "hm", "base_top5", "novel_top5")
+    again, explicit = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("again", "explicit"))
+    assert again["weights"] == explicit["weights"] == trained["weights"] == str(cleaned)
+    assert {k: again[k] for k in metrics} == {k: explicit[k] for k in metrics} == {k: trained[k] for k in metrics}
     capsys.readouterr()
     assert load_tool("convert_weights").main([str(own["run"]), str(tmp_path / "out.pt")]) == 0
     assert json.loads(capsys.readouterr().out.split("\nload it with")[0])["weights"] == str(cleaned)

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in model/train.py: spinning OpenMP threads starve decoders
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from tqdm import tqdm
-    from model.inference import Predictor
+    from model.inference import Predictor, ToyWeightsWarning
     from pipeline.files import expand_inputs
     import torch
     if a.device == "gpu" and not torch.cuda.is_available():
@@ -76,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         labels = read_labels(a)
-        predictor = Predictor.load(a.weights, clip=a.clip, base=a.base, device="cuda" if a.device == "gpu" else "cpu")
+        with warnings.catch_warnings():   # printed below, after the model line
+            warnings.simplefilter("ignore", ToyWeightsWarning)
+            predictor = Predictor.load(a.weights, clip=a.clip, base=a.base,
+                                       device="cuda" if a.device == "gpu" else "cpu")
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
