@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Write protocol split manifests (Parquet) from shard-store manifests.
 
-  python tools/make_splits.py --protocol base2novel --dataset {k400,hmdb51,ucf101,ssv2}
-         --manifest DIR_OR_URL --out DIR_OR_URL --shots 16 --seed 0 [--num-train-sets 3]
+  python tools/make_splits.py --protocol base2novel --dataset {k400,hmdb51,ucf101,ssv2,folder}
+         --manifest DIR_OR_URL --out DIR_OR_URL --shots {16,all} --seed 0 [--num-train-sets 3]
          [--from-split-files DIR] [--class-names FILE]
   python tools/make_splits.py --protocol cross --train-manifest K400_DIR --eval-manifest DIR
          --dataset {ucf101,hmdb51,k600} --out DIR_OR_URL [--num-eval-sets 3] [--classes-per-set 160]
