@@ -58,9 +58,6 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
     # the folder describing the run that really happened.
     resume = latest_checkpoint(ckpt_dir)
     state = check_resumable(resume, cfg, accelerator.num_processes) if resume is not None else {}
-    if accelerator.is_main_process:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     for note in startup_notes(cfg):  # the official switch; a learning rate scaled away from the preset's
         log.warning(note)
@@ -72,6 +69,9 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
     model = build_model(cfg, check=False)
     fit.check(fit.schedule_problems(cfg) + fit.batch_problems(cfg, len(loader), accelerator.num_processes)
               + fit.crop_problems(cfg, image_size(model), model.clip_info.name))
+    if accelerator.is_main_process:  # only a configuration that runs describes the folder
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     accum = accumulation_steps(t.global_batch, t.micro_batch, accelerator.num_processes)
     steps_per_epoch = len(loader) // accum
     if len(loader) % accum:

@@ -71,6 +71,7 @@ def own(tmp_path_factory):
     with pytest.raises(ConfigError) as refused:
         train.main(base)
     fixes = re.findall(r"^  (\S+=\S+)", str(refused.value), re.M)
+    assert not (run / "config.yaml").exists()   # a refused configuration does not describe the folder
     train.main(base + fixes)
     return {"root": root, "videos": videos, "run": run, "start": root / "start.pt", "refused": str(refused.value),
             "fixes": fixes}
