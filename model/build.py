@@ -5,7 +5,7 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
-from model.config import Config, ConfigError
+from model.config import Config
 from model.froster import Froster
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,15 @@ def quick_gelu(cfg: Config) -> bool | None:
     return None
 
 
-def check_crop(model: Froster, cfg: Config) -> None:
-    """The ViT's positional embedding fixes the input size: fail early, naming both settings."""
+def image_size(model: Froster) -> int:
     size = model.student.clip.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    if cfg.data.crop_size != size:
-        raise ConfigError(f"data.crop_size={cfg.data.crop_size} but {cfg.model.clip} takes {size}x{size} images; "
-                          f"set data.crop_size={size}")
+    return size[0] if isinstance(size, (tuple, list)) else size
+
+
+def check_crop(model: Froster, cfg: Config) -> None:
+    """The ViT's positional embedding fixes the input size: fail early, naming the architecture the weights hold."""
+    from model.fit import check, crop_problems
+    check([p for p in crop_problems(cfg, image_size(model), model.clip_info.name) if p[0].startswith("data.crop")])
 
 
 @contextmanager
@@ -49,15 +51,17 @@ def _quiet_open_clip():
         root.setLevel(level)
 
 
-def build_model(cfg: Config) -> Froster:
-    """The training model: student and frozen teacher from the configured CLIP, plus the projectors."""
+def build_model(cfg: Config, check: bool = True) -> Froster:
+    """The training model: student and frozen teacher from the configured CLIP, plus the projectors. `check`:
+    refuse a crop the CLIP does not take (model/train.py checks it with everything else, model.fit)."""
     m = cfg.model
     with _quiet_open_clip():
         model = Froster.build(m.clip, pretrained(cfg), alpha=m.alpha, distill_weight=m.distill_weight,
                               temporal=m.temporal, boundary=m.boundary, quick_gelu=quick_gelu(cfg),
                               prompt_style=m.prompts, distill_terms=m.distill_terms)
     _report(model)
-    check_crop(model, cfg)
+    if check:
+        check_crop(model, cfg)
     return model
 
 

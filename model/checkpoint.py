@@ -89,8 +89,11 @@ def save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, loader
                "config": cfg.to_dict()}, tmp / "state.pt")
         if weights:
             student = {k[len("student.clip."):]: v for k, v in full.items() if k.startswith("student.clip.")}
-            video = accelerator.unwrap_model(model).student  # what the weights alone do not say travels with them
-            _write(tmp / "model.pt", lambda: export_clip(student, tmp / "model.pt", cfg.model.clip,
+            raw = accelerator.unwrap_model(model)
+            video = raw.student  # what the weights alone do not say travels with them
+            # the architecture really built (the weights decide it: a small CLIP under a ViT-B-16 preset is no ViT-B-16)
+            name = raw.clip_info.name if getattr(raw, "clip_info", None) is not None else cfg.model.clip
+            _write(tmp / "model.pt", lambda: export_clip(student, tmp / "model.pt", name,
                                                          quick_gelu=uses_quick_gelu(video.clip),
                                                          boundary=video.boundary))
     accelerator.wait_for_everyone()

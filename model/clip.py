@@ -95,6 +95,37 @@ def is_weights_path(spec: str | os.PathLike) -> bool:
         s.endswith((".pt", ".pth", ".pyth", ".bin", ".safetensors", ".ckpt"))
 
 
+NAME_A_FILE = ("Name a weights file instead: --weights PATH (tools/predict.py, model/evaluate.py), "
+               "model.pretrained=PATH (a training config).")
+
+
+def check_tag_reachable(name: str, tag: str, timeout_s: float = 3.0) -> None:
+    """Fail at once, naming the flag to pass, when the weights of open_clip tag `tag` are neither in the local
+    caches nor downloadable: without this, an offline machine retries the hub for about a minute first."""
+    import socket
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        return  # an unknown tag: open_clip's own error names the known ones
+    repo = (cfg.get("hf_hub") or "").rstrip("/")
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            if isinstance(try_to_load_from_cache(repo, filename), str):
+                return
+    url = cfg.get("url") or ""
+    if url and os.path.isfile(os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))):
+        return
+    why = "HF_HUB_OFFLINE is set"
+    if not os.environ.get("HF_HUB_OFFLINE"):
+        try:
+            socket.create_connection(("huggingface.co", 443), timeout=timeout_s).close()
+            return
+        except OSError as e:
+            why = f"the model hub cannot be reached ({e})"
+    raise LoadError(f"CLIP {name} pretrained={tag!r}: the weights are not in the local cache and {why}. "
+                       + NAME_A_FILE)
+
+
 def load_clip(
     name: str | None = "ViT-B-16",
     pretrained: str | os.PathLike | None = "openai",
@@ -126,20 +157,21 @@ def load_clip(
         if quick_gelu is None:
             cfg = open_clip.get_pretrained_cfg(name, tag) if tag else {}
             quick_gelu = bool(cfg.get("quick_gelu", False)) or tag == "openai"
+        if tag is not None:
+            check_tag_reachable(name, tag)
         try:
             with (_weights_follow() if tag is None else _nothing()):
                 model = open_clip.create_model(name, pretrained=tag, force_quick_gelu=quick_gelu, device=device)
         except Exception as e:
-            raise LoadError(
-                f"cannot build {name!r} with pretrained={tag!r} ({' '.join(str(e).split())[:300]}). Offline? Download the weights on a "
-                f"connected machine (or fill the hub cache) and pass pretrained=PATH.") from e
+            raise LoadError(f"cannot build {name!r} with pretrained={tag!r} ({' '.join(str(e).split())[:300]}). "
+                            f"{NAME_A_FILE}") from e
         info = ClipInfo("random init" if tag is None else f"tag {tag}", name, quick_gelu, "random" if tag is None
                         else "tag")
     else:
         path = Path(pretrained).expanduser()
         try:
             w = read_weights(path, allow_torchscript=True)
-            arch = match_architecture(w.state_dict, name, ignore=w.missing)
+            arch = match_architecture(w.state_dict, name or w.model_name, ignore=w.missing)
         except WeightsError as e:
             raise LoadError(f"cannot load CLIP weights: {e}" if str(path) in str(e) else
                             f"cannot load CLIP weights {path}: {e}") from e

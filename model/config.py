@@ -281,8 +281,9 @@ def _yaml_problem(e: Exception) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults <- YAML file <- overrides, checked against the dataclasses."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
+                defer_fit: bool = False) -> Config:
+    """Defaults <- YAML file <- overrides, checked against the dataclasses (`defer_fit`: see `validate`)."""
     data: dict = {}
     if path is not None:
         with open(path, "rb") as f:  # bytes: the parser detects UTF-8/UTF-16 and names a byte it cannot decode
@@ -296,7 +297,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data = apply_overrides(data, list(overrides or []))
     try:
         cfg = _build(Config, data, "")
-        validate(cfg)
+        validate(cfg, defer_fit)
     except ConfigError as e:
         raise ConfigError(f"{path or 'config'}: {e}") from None
     from model.fidelity import resolve   # the official switch sets the settings it stands for
@@ -314,9 +315,10 @@ def _settings(node, where: str = ""):
             yield key, value
 
 
-def validate(cfg: Config) -> None:
+def validate(cfg: Config, defer_fit: bool = False) -> None:
     """Every setting against its range (RANGES), choices and non-empty names; then the cross-field checks that a
-    type cannot express. Raises ConfigError naming the key and the value."""
+    type cannot express. Raises ConfigError naming the key and the value. `defer_fit`: leave the schedule's fit to
+    train.epochs to the caller (model.fit), which reports it together with the data's and the weights'."""
     for key, value in _settings(cfg):
         rng = RANGES.get(key)
         for v in (value if isinstance(value, (list, tuple)) else [value]):
@@ -364,7 +366,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.micro_batch={t.micro_batch}: must be at most train.global_batch={t.global_batch}")
     if isinstance(cfg.eval.max_missing, float) and 1 < cfg.eval.max_missing != int(cfg.eval.max_missing):
         raise ConfigError(f"eval.max_missing={cfg.eval.max_missing}: must be a count >= 0 or a fraction in [0, 1)")
-    if not 0 <= t.warmup_epochs < t.epochs:
-        raise ConfigError(f"train.warmup_epochs={t.warmup_epochs}: must be in [0, train.epochs={t.epochs})")
-    if not 1 <= t.average_from <= t.epochs:
-        raise ConfigError(f"train.average_from={t.average_from}: must be in [1, train.epochs={t.epochs}]")
+    if not defer_fit:  # model/train.py checks these with the data and the weights, in one message (model.fit)
+        from model.fit import check, schedule_problems
+        check(schedule_problems(cfg))

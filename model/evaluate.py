@@ -1,6 +1,7 @@
 """Evaluation: the papers' metrics, 3 temporal views x 1 crop with summed logits, on every rank, each clip once.
 
     python model/evaluate.py --config FILE [--zero-shot] [--weights PATH] [key.sub=value ...]
+    python model/evaluate.py --config RUN_DIR                  # a run folder: its config.yaml and trained weights
     accelerate launch model/evaluate.py --config FILE            # all ranks share the work
     accelerate launch model/train.py --config FILE --eval-only   # the same thing from the recipe
 
@@ -192,8 +193,12 @@ class EvaluationError(ValueError):
 
 def resolve_weights(cfg: Config) -> Path:
     """eval.weights -> a file: "average" (swa_{from}_{last}.pt, made on demand), "last" (the last epoch), or a path.
-    A run without epoch checkpoints whose model.pretrained is a weights file evaluates that file (released FROSTER,
-    Open-VCLIP, ViFi-CLIP weights through the normal path)."""
+
+    A run's own weights always win over its starting weights: a finished run whose epoch folders were removed
+    (tools/demo.py keeps only checkpoints/swa_*.pt) evaluates its average (`final_average`). Only a folder where no
+    training happened (no checkpoints/ at all) whose model.pretrained is a weights file evaluates that file (released
+    FROSTER, Open-VCLIP, ViFi-CLIP weights through the normal path). Anything else is an error naming what was
+    looked for."""
     from model.average import average_checkpoints, epoch_weights
     ckpt = Path(cfg.output_dir) / "checkpoints"
     w = cfg.eval.weights
@@ -203,15 +208,18 @@ def resolve_weights(cfg: Config) -> Path:
         return Path(w)
     epochs = epoch_weights(ckpt)
     if not epochs:
+        final = final_average(ckpt, cfg)
+        if final is not None:
+            return final
         from model.build import pretrained
         from model.clip import is_weights_path
         spec = pretrained(cfg)
-        if spec is not None and is_weights_path(spec):  # released weights, evaluated as they are (no training)
+        if not ckpt.exists() and spec is not None and is_weights_path(spec):  # released weights, evaluated as they are
             if not Path(spec).expanduser().is_file():
                 raise FileNotFoundError(f"model.pretrained: no such file {spec}")
             return Path(spec).expanduser()
-        raise FileNotFoundError(f"{ckpt}: no epoch checkpoints to evaluate; train first, or pass --weights PATH, "
-                                f"model.pretrained=PATH (released weights) or --zero-shot")
+        raise FileNotFoundError(f"{ckpt}: no trained weights (looked for epoch_*/model.pt and swa_*.pt); train first, "
+                                f"or pass --weights PATH, model.pretrained=PATH (released weights) or --zero-shot")
     last = max(epochs)
     if last < cfg.train.epochs and not cfg.eval.allow_partial:
         raise EvaluationError(f"{ckpt}: training has finished {last} of {cfg.train.epochs} epochs; finish it (the "
@@ -222,6 +230,21 @@ def resolve_weights(cfg: Config) -> Path:
     if cfg.train.average_from > last:  # a partial run that has not reached the averaged epochs yet
         return epochs[last]
     return path if path.exists() else average_checkpoints(ckpt, cfg.train.average_from, last, path)
+
+
+def final_average(ckpt: Path, cfg: Config) -> Path | None:
+    """The averaged weights a finished run left in `ckpt` (checkpoints/swa_{from}_{to}.pt) when its epoch folders
+    are gone: the configured swa_{average_from}_{epochs}.pt, else the one that ends last; None when there is none."""
+    found = sorted(ckpt.glob("swa_*_*.pt")) if ckpt.is_dir() else []
+    ends = {}
+    for f in found:
+        parts = f.stem.split("_")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            ends[f] = (int(parts[2]), int(parts[1]) == cfg.train.average_from)
+    if not ends:
+        return None
+    wanted = ckpt / f"swa_{cfg.train.average_from}_{cfg.train.epochs}.pt"
+    return wanted if wanted in ends else max(ends, key=ends.get)
 
 
 def eval_precision(cfg: Config, device: torch.device):
@@ -323,7 +346,7 @@ def run(cfg: Config, accelerator=None, out_dir: str | Path | None = None) -> dic
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Evaluate FROSTER (or the zero-shot CLIP baseline).")
-    ap.add_argument("--config", required=True, help="the training YAML config")
+    ap.add_argument("--config", required=True, help="the training YAML config, or a run folder (its config.yaml)")
     ap.add_argument("--zero-shot", action="store_true", help="the frozen original CLIP, no temporal attention")
     ap.add_argument("--weights", default=None, help="student weights file (default: eval.weights of the config)")
     ap.add_argument("--out", default=None, help="folder for results.json/results.md (default: output_dir)")
@@ -337,6 +360,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.out:
         from model.inputs import check_output_folder
         check_output_folder(a.out, "--out")  # before the evaluation, not after it
+    if Path(a.config).is_dir():  # a run folder evaluates the weights it trained, where it is now
+        a.config, a.overrides = Path(a.config) / "config.yaml", [f"output_dir={a.config}", *a.overrides]
     cfg = load_config(a.config, a.overrides)
     cfg.eval.zero_shot = cfg.eval.zero_shot or a.zero_shot
     cfg.eval.allow_partial = cfg.eval.allow_partial or a.allow_partial

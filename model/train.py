@@ -34,10 +34,10 @@ from accelerate.utils import set_seed  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
-from model import evaluate, prompts  # noqa: E402
-from model.build import build_model  # noqa: E402
+from model import evaluate, fit, prompts  # noqa: E402
+from model.build import build_model, image_size  # noqa: E402
 from model.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from model.config import Config, ConfigError, load_config  # noqa: E402
+from model.config import Config, load_config  # noqa: E402
 from model.data import build_loader, data_health, split_paths  # noqa: E402
 from model.fidelity import startup_notes  # noqa: E402
 from model.launch import die_with_parent, is_main_rank, launched, make_accelerator  # noqa: E402
@@ -58,27 +58,26 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
     # the folder describing the run that really happened.
     resume = latest_checkpoint(ckpt_dir)
     state = check_resumable(resume, cfg, accelerator.num_processes) if resume is not None else {}
-    if accelerator.is_main_process:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     for note in startup_notes(cfg):  # the official switch; a learning rate scaled away from the preset's
         log.warning(note)
 
-    # The data: this rank's share of the training split, in micro-batches.
-    accum = accumulation_steps(t.global_batch, t.micro_batch, accelerator.num_processes)
+    # The data: this rank's share of the training split, in micro-batches. The model: student + frozen teacher +
+    # projectors; same initial weights on every rank. Whatever of the config does not fit either, in one message.
     loader = build_loader(split_paths(cfg.data)["train"], cfg, accelerator, train=True, batch_size=t.micro_batch)
+    set_seed(t.seed)
+    model = build_model(cfg, check=False)
+    fit.check(fit.schedule_problems(cfg) + fit.batch_problems(cfg, len(loader), accelerator.num_processes)
+              + fit.crop_problems(cfg, image_size(model), model.clip_info.name))
+    if accelerator.is_main_process:  # only a configuration that runs describes the folder
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    accum = accumulation_steps(t.global_batch, t.micro_batch, accelerator.num_processes)
     steps_per_epoch = len(loader) // accum
-    if steps_per_epoch == 0:
-        raise ConfigError(f"the training split has {len(loader)} micro-batches per process, fewer than the "
-                           f"{accum} one optimiser step needs; lower train.global_batch")
     if len(loader) % accum:
         log.warning(f"{len(loader) % accum} micro-batch(es) per epoch do not fill an optimiser step and are skipped")
     total_steps = steps_per_epoch * t.epochs
-
-    # The model: student + frozen teacher + projectors; same initial weights on every rank.
-    set_seed(t.seed)
-    model = build_model(cfg).to(accelerator.device)
+    model = model.to(accelerator.device)
     model.set_classes(prompts.class_texts(loader.classes))  # tokenises prompts, caches the teacher's text once
 
     # The groups are chosen by the parameters' shapes, so before any sharding flattens them.
@@ -195,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(args.quiet, args.verbose)
     if launched():
         die_with_parent()  # a kill -9 of `accelerate launch` takes this rank with it
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, defer_fit=not args.eval_only)  # train() checks the fit
     cfg.eval.zero_shot = cfg.eval.zero_shot or args.zero_shot
     cfg.eval.allow_partial = cfg.eval.allow_partial or args.allow_partial
     if args.weights:

@@ -23,12 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from shards import storage
+from shards.sources import VIDEO_EXTENSIONS
 from shards.storage import Store, is_remote
 
 from .sampling import CLIP_MEAN, CLIP_STD, clip_indices, view_position
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv",
-                    ".3gp", ".ts")
 DALI_CODECS = {"cpu": {"vp8", "vp9", "mjpeg"}, "gpu": {"vp8", "vp9", "mjpeg", "h264", "hevc", "av1"}}
 
 

@@ -277,8 +277,10 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
                     short_side: int = 256, fps: float = 30, shard_size: str | int = "512MB",
                     splits: list[str] | str | None = None, limit: int | None = None,
                     part: str | tuple[int, int] | None = None, seed: int = 0, progress: bool = True,
-                    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL, order: str = "shuffled") -> ConvertSummary:
+                    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL, order: str = "shuffled",
+                    test_fraction: float | None = None) -> ConvertSummary:
     """Convert `root` (layout of `dataset`) into shards and manifests under `out` (folder or s3:// URL).
+    `test_fraction`: the share of each class's videos a folder dataset puts in split `test` (drawn by `seed`).
 
     Re-running the same call after a crash resumes it. See the module docstring for the guarantees.
     """
@@ -299,13 +301,15 @@ def convert_dataset(dataset: str, root: str, out: str, *, workers: int | None = 
         raise SettingError(f"--workers must be at least 1, got {workers}")
     workers = workers or usable_cpus()
 
-    index = load(dataset, root, splits)
+    index = load(dataset, root, splits, test_fraction=test_fraction, seed=seed)
     store = Store(out, tmp_name=f"_tmp/part-{part_i}-of-{part_n}")
     settings = {"dataset": dataset, "codec": codec, "fps": opts.fps, "short_side": opts.short_side,
                 "keyframe_interval": opts.keyframe_interval, "shard_size": max_bytes, "splits": index.splits,
                 "limit": limit, "seed": seed, "parts": part_n, "classes": index.classes}
     if order != "shuffled":          # only then, so that conversions begun before `order` existed still resume
         settings["order"] = order
+    if test_fraction:
+        settings["test_fraction"] = test_fraction
     with part_lock(store, part_i, part_n):
         _check_settings(store, settings)
         store.clean_tmp()    # scratch files of a killed run of this part (the lock says none is live)

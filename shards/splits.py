@@ -40,27 +40,30 @@ __all__ = [
 # --------------------------------------------------------------------------------------------- base-to-novel
 
 
-def base2novel(m: Manifest, *, shots: int = 16, seed: int = 0, num_train_sets: int = 3,
+def base2novel(m: Manifest, *, shots: int | None = 16, seed: int = 0, num_train_sets: int = 3,
                class_names: str | None = None, class_names_path: str | None = None,
                split_files: str | None = None, split_format: str = "auto") -> SplitPlan:
     """Plan base2novel/<dataset>/: train_s{1..N}, eval_base, eval_novel and the two classes files.
 
     Generated rule (no `split_files`): the base classes are the ceil(C/2) classes with the lowest
     rank(seed, "base2novel/classes", class_name); each half keeps the dataset's label order. Training set s{n}
-    takes, per base class, the `shots` training videos with the lowest rank(seed, f"base2novel/s{n}", key).
-    Training videos are K400/SSv2 `train`, UCF/HMDB official split-1 train; evaluation videos are K400/SSv2
-    `val`/`validation`, UCF/HMDB split-1 test.
+    takes, per base class, the `shots` training videos with the lowest rank(seed, f"base2novel/s{n}", key); every
+    training video with `shots` None (`--shots all`: your own videos, the whole training split).
+    Training videos are K400/SSv2/folder `train`, UCF/HMDB official split-1 train; evaluation videos are K400/SSv2
+    `val`/`validation`, a folder dataset's `test`, UCF/HMDB split-1 test.
     """
     ds = m.dataset
     if ds not in B2N_DATASETS:
         raise SplitError(f"base2novel is defined for {', '.join(B2N_DATASETS)}, not {ds!r}")
-    if shots < 1 or num_train_sets < 1:
+    if (shots is not None and shots < 1) or num_train_sets < 1:
         raise SplitError("--shots and --num-train-sets must be at least 1")
     prompts = prompts_for(m, class_names, class_names_path)
     source = "generated" if split_files is None else "published"
     plan = SplitPlan(f"base2novel/{ds}", [], {"protocol": "base2novel", "dataset": ds, "source": source,
-                                             "seed": str(seed), "shots": str(shots)})
+                                             "seed": str(seed), "shots": str(shots or "all")})
     if split_files is not None:
+        if shots is None:
+            raise SplitError("--shots all is for generated splits; published split files fix their own shots")
         pub.import_base2novel(plan, m, split_files, split_format, prompts, num_train_sets, shots)
         report_descriptions(plan, prompts)
         return plan
@@ -73,7 +76,8 @@ def base2novel(m: Manifest, *, shots: int = 16, seed: int = 0, num_train_sets: i
     base = entries_of(sorted(ranked[:n_base]), prompts)
     novel = entries_of(sorted(ranked[n_base:]), prompts)
     pool, pool_labels = by_class(m, train_pool, base)
-    warn_short(plan, plan.folder, base, pool_labels, shots)
+    if shots is not None:
+        warn_short(plan, plan.folder, base, pool_labels, shots)
     for n in range(1, num_train_sets + 1):
         rows, labels = few_shot(m, pool, base, shots, seed, f"base2novel/s{n}")
         plan.files.append(SplitFile(f"train_s{n}", "classes_base", base, m, rows, labels))

@@ -39,6 +39,10 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     assert (out / "results.md").read_text().startswith("| method |")
     assert (out / "clip" / "world_clip.pt").exists() and (out / "shards" / "manifest.parquet").exists()
     steps = (out / "runs" / "froster" / "seed0_set1" / "metrics.jsonl").read_text().splitlines()
+    # after the demo's clean-up (no epoch folders) the run folder is still its averaged weights, not world_clip.pt
+    from model.inference import run_weights
+    assert not list((out / "runs" / "froster" / "seed0_set1" / "checkpoints").glob("epoch_*"))
+    assert run_weights(out / "runs" / "froster" / "seed0_set1")[1].name == "swa_2_2.pt"
 
     # the same command again: the pre-trained CLIP, the dataset and the runs are reused, same numbers
     r2 = demo(out)

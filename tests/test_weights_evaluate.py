@@ -68,7 +68,7 @@ def test_checkpoint_is_a_deprecated_alias(froster_file, tmp_path, caplog):
 def test_missing_or_bad_names_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.pth"):
         resolve_weights(_cfg(tmp_path, f"model.pretrained={tmp_path / 'nothing.pth'}"))
-    with pytest.raises(FileNotFoundError, match="no epoch checkpoints"):
+    with pytest.raises(FileNotFoundError, match="no trained weights"):
         resolve_weights(_cfg(tmp_path))  # a tag is not a file to evaluate
     with pytest.raises(ConfigError, match="model.boundary"):
         _cfg(tmp_path, "model.boundary=edge")

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Convert K400, K600, UCF101, HMDB51 or SSv2, as distributed, into WebDataset shards with Parquet manifests.
+"""Convert K400, K600, UCF101, HMDB51 or SSv2, as distributed, or your own videos in class folders, into
+WebDataset shards with Parquet manifests.
 
     python tools/make_shards.py --dataset ucf101 --root /data/UCF101 --out s3://bucket/ucf101
+    python tools/make_shards.py --dataset folder --root my_videos --test-fraction 0.3 --out my_shards
     python tools/make_shards.py --merge --out s3://bucket/k400        # after all --part I/N runs
     sbatch --array=0-7 tools/slurm/make_shards.sbatch ...             # --part auto: 8 parts (docs/cluster.md)
 
@@ -75,7 +77,10 @@ def _part(text):
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=DATASETS, help="dataset layout of --root")
-    p.add_argument("--root", help="the dataset as distributed (a local folder)")
+    p.add_argument("--root", help="the dataset as distributed (a local folder); folder: ROOT/<class>/<video> or "
+                                  "ROOT/{train,test}/<class>/<video>")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="folder: share of each class's videos put in split test, drawn by --seed (default: none)")
     p.add_argument("--out", help="output folder or s3://bucket/prefix (AWS_* variables, incl. AWS_ENDPOINT_URL)")
     p.add_argument("--workers", type=_at_least(1, most=1024), default=None,
                    help="parallel videos (default: the CPUs this process may use, os.sched_getaffinity)")
@@ -151,7 +156,7 @@ def _convert(argv=None) -> int:
             short_side=args.short_side, fps=args.fps, shard_size=args.shard_size, splits=args.splits,
             limit=args.limit, part=args.part, seed=args.seed, order=args.order,
             progress=(sys.stderr.isatty() if args.progress is None else args.progress) and not args.quiet,
-            keyframe_interval=args.keyframe_interval)
+            keyframe_interval=args.keyframe_interval, test_fraction=args.test_fraction)
     finally:
         if scratch is not None:
             scratch.cleanup()

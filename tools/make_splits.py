@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Write protocol split manifests (Parquet) from shard-store manifests.
 
-  python tools/make_splits.py --protocol base2novel --dataset {k400,hmdb51,ucf101,ssv2}
-         --manifest DIR_OR_URL --out DIR_OR_URL --shots 16 --seed 0 [--num-train-sets 3]
+  python tools/make_splits.py --protocol base2novel --dataset {k400,hmdb51,ucf101,ssv2,folder}
+         --manifest DIR_OR_URL --out DIR_OR_URL --shots {16,all} --seed 0 [--num-train-sets 3]
          [--from-split-files DIR] [--class-names FILE]
   python tools/make_splits.py --protocol cross --train-manifest K400_DIR --eval-manifest DIR
          --dataset {ucf101,hmdb51,k600} --out DIR_OR_URL [--num-eval-sets 3] [--classes-per-set 160]
@@ -44,6 +44,16 @@ def count(low: int, high: int):
     return convert
 
 
+def _shots(text: str) -> int | None:
+    """--shots N (N >= 1) or 'all' (None: every training video)."""
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", required=True, choices=["base2novel", "cross"])
@@ -52,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--manifest", help="base2novel: the dataset's shard store (folder or s3:// URL)")
     p.add_argument("--train-manifest", help="cross: K400's shard store")
     p.add_argument("--eval-manifest", help="cross: the evaluation dataset's shard store")
-    p.add_argument("--shots", type=count(1, 1_000_000), default=16, help="training videos per base class (default 16)")
+    p.add_argument("--shots", type=_shots, default=16,
+                   help="training videos per base class, or 'all' (your own videos; default 16, the papers')")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated splits (default 0)")
     p.add_argument("--num-train-sets", type=count(1, 100), default=3, help="base2novel training sets s1..sN (default 3)")
     p.add_argument("--num-eval-sets", type=count(1, 100), default=3, help="cross evaluation sets (default 3)")

@@ -5,9 +5,11 @@
     python tools/predict.py VIDEO... --labels-file labels.txt --weights runs/k400 --json out.json
     python tools/predict.py VIDEO... --classes shards/classes.parquet --weights /models/froster_b2n_k400.pth
 
-Weights (--weights): a frostline run's output_dir, any file model.weights reads (OpenAI's ViT-B-16.pt, a FROSTER,
+Weights (--weights): a frostline run's output_dir (its averaged weights, or its newest epoch before the average
+exists), any file model.weights reads (OpenAI's ViT-B-16.pt, a FROSTER,
 Open-VCLIP or ViFi-CLIP checkpoint, an open_clip state dict, safetensors), or an open_clip tag; default: plain
-CLIP ViT-B-16 'openai'. Sampling and prompts are evaluation's (model.inference). Each video gets its top-k labels
+CLIP ViT-B-16 'openai' (offline and not cached: an error that asks for --weights). Sampling and prompts are
+evaluation's; this is a command line over model.inference.Predictor (docs/predict.md). Each video gets its top-k labels
 with probabilities, as a table and, with --json, as JSON. An unreadable video is reported by name and the rest go
 on; the exit status is the number of videos that failed (at most 100). A name that matches nothing, a folder
 without videos, a URL other than s3:// or a bad argument stops the command before the model loads (one line,
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in model/train.py: spinning OpenMP threads starve decoders
@@ -76,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from tqdm import tqdm
-    from model.inference import Predictor
-    from pipeline.files import clips_for
+    from model.inference import Predictor, ToyWeightsWarning
     import torch
     if a.device == "gpu" and not torch.cuda.is_available():
         print("error: --device gpu but no CUDA device is visible", file=sys.stderr)
@@ -87,22 +89,25 @@ def main(argv: list[str] | None = None) -> int:
         check_output_file(a.json, "--json")
     try:
         labels = read_labels(a)
-        predictor = Predictor.load(a.weights, clip=a.clip, base=a.base, device="cuda" if a.device == "gpu" else "cpu")
+        with warnings.catch_warnings():   # printed below, after the model line
+            warnings.simplefilter("ignore", ToyWeightsWarning)
+            predictor = Predictor.load(a.weights, clip=a.clip, base=a.base,
+                                       device="cuda" if a.device == "gpu" else "cpu")
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.views:
         predictor.sampling.views = a.views
-    predictor.set_labels(labels)
     print(f"model: {predictor.description}", file=sys.stderr)
+    for warning in predictor.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     results, failed = [], []
     bar = tqdm(total=len(videos), unit="video", disable=a.no_progress, file=sys.stderr, dynamic_ncols=True)
-    for names, clips, errors in clips_for(videos, predictor.sampling, a.device, a.batch_size):
+    for preds, errors in predictor.predict_batches(videos, labels, a.top_k, a.batch_size):
         failed.extend(errors)
-        if names:
-            for name, top in zip(names, predictor.top_k(predictor.probabilities(clips), a.top_k)):
-                results.append({"video": name, "top_k": [{"label": l, "probability": p} for l, p in top]})
-        bar.update(len(names) + len(errors))
+        results.extend({"video": p.video, "top_k": [{"label": l, "probability": q} for l, q in p.top_k]}
+                       for p in preds)
+        bar.update(len(preds) + len(errors))
     bar.close()
     for r in results:
         print(r["video"])
@@ -112,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED {f['video']}: {f['error']}", file=sys.stderr)
     print(f"{len(results)} video(s) classified, {len(failed)} failed", file=sys.stderr)
     if a.json:
-        Path(a.json).write_text(json.dumps({"model": predictor.description, "labels": labels, "predictions": results,
-                                            "failed": failed}, indent=2) + "\n")
+        Path(a.json).write_text(json.dumps({"model": predictor.description, "warnings": predictor.warnings,
+                                            "labels": labels, "predictions": results, "failed": failed},
+                                           indent=2) + "\n")
     return min(len(failed), 100)
 
 

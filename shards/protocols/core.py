@@ -12,10 +12,10 @@ from ..manifest import CLASSES, MANIFEST, check_store_paths, read_table, require
 from ..storage import Store
 from .names import ClassEntry, Descriptions, SplitError, SplitWarning, load_prompts, normalise, readable_name
 
-B2N_DATASETS = ("k400", "hmdb51", "ucf101", "ssv2")
+B2N_DATASETS = ("k400", "hmdb51", "ucf101", "ssv2", "folder")
 CROSS_DATASETS = ("ucf101", "hmdb51", "k600")
 OFFICIAL = ("ucf101", "hmdb51")          # datasets whose train/test membership is the official split1..3 columns
-EVAL_SPLITS = ("val", "validation")      # the evaluation split of Kinetics and SSv2, as the manifest names it
+EVAL_SPLITS = ("val", "validation", "test")  # the evaluation split: Kinetics and SSv2 (val), a folder dataset (test)
 
 ROW_SCHEMA = pa.schema([
     pa.field("key", pa.string()),
@@ -199,8 +199,9 @@ def by_class(m: Manifest, rows: list[int], entries: list[ClassEntry]) -> tuple[l
     return kept, [to_split[m.col["label"][i]] for i in kept]
 
 
-def few_shot(m: Manifest, pool: list[int], entries: list[ClassEntry], shots: int, seed: int, purpose: str):
-    """Per class, the `shots` pool rows with the lowest rank(seed, purpose, key): all of them when fewer."""
+def few_shot(m: Manifest, pool: list[int], entries: list[ClassEntry], shots: int | None, seed: int, purpose: str):
+    """Per class, the `shots` pool rows with the lowest rank(seed, purpose, key): all of them when fewer (or when
+    `shots` is None)."""
     per_class: dict[int, list[int]] = {e.label: [] for e in entries}
     to_split = {e.source_label: e.label for e in entries}
     for i in pool:

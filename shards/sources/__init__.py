@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from ..records import LayoutError, VideoRecord
 
-DATASETS = ("k400", "k600", "ucf101", "hmdb51", "ssv2")
+DATASETS = ("k400", "k600", "ucf101", "hmdb51", "ssv2", "folder")
+# files that are videos wherever a layout does not name them (folder datasets, tools/predict.py's folders)
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv",
+                    ".3gp", ".ts")
 
 
 @dataclass
@@ -20,8 +23,12 @@ class DatasetIndex:
     records: list[VideoRecord]
 
 
-def load(dataset: str, root: str, splits: list[str] | None = None) -> DatasetIndex:
-    """Read `root` in the layout of `dataset`, keep the requested splits, reject duplicate keys."""
+def load(dataset: str, root: str, splits: list[str] | None = None, *, test_fraction: float | None = None,
+         seed: int = 0) -> DatasetIndex:
+    """Read `root` in the layout of `dataset`, keep the requested splits, reject duplicate keys. `test_fraction`
+    and `seed`: the folder layout's seeded test share (shards/sources/folder.py)."""
+    if test_fraction is not None and dataset != "folder":
+        raise LayoutError(f"--test-fraction is for --dataset folder; {dataset} has its own splits")
     if dataset not in DATASETS:
         raise LayoutError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     if not os.path.isdir(root):
@@ -36,6 +43,9 @@ def load(dataset: str, root: str, splits: list[str] | None = None) -> DatasetInd
     elif dataset == "hmdb51":
         from .hmdb51 import read
         index = read(root)
+    elif dataset == "folder":
+        from .folder import read
+        index = read(root, test_fraction, seed)
     else:
         from .ssv2 import read
         index = read(root, splits)
