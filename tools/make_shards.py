@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
+from shards.cli import run, setup_logging, tool_parser  # noqa: E402
 from shards.convert import (DEFAULT_KEYFRAME_INTERVAL, ORDERS, SettingError, convert_dataset, merge,  # noqa: E402
                             parse_part, parse_size)
 from shards.storage.orphans import owned_tempdir, sweep_tempdirs  # noqa: E402
@@ -66,7 +66,7 @@ def _size(text):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser(__doc__)
     p.add_argument("--dataset", choices=DATASETS, help="dataset layout of --root")
     p.add_argument("--root", help="the dataset as distributed (a local folder)")
     p.add_argument("--out", help="output folder or s3://bucket/prefix (AWS_* variables, incl. AWS_ENDPOINT_URL)")
@@ -90,7 +90,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "datasets written folder by folder are; the worst case for a shuffle)")
     p.add_argument("--merge", action="store_true", help="only combine the manifests of finished --part runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_logging_flags(p)
     args = p.parse_args(argv)
     if args.merge and not args.out:
         p.error("--merge needs --out")

@@ -93,7 +93,7 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = bf.world_arguments(__doc__.split("\n\n")[0], "reduced: 1 seed x 1 training set, 2 epochs, short "
+    ap = bf.world_arguments(__doc__, "reduced: 1 seed x 1 training set, 2 epochs, short "
                             "pre-training, a smaller world in batches of 4 (the test's setting)")
     ap.add_argument("--orders", nargs="+", default=list(ORDERS), choices=ORDERS)
     ap.add_argument("--shard-size", default="192KB", help="make_shards --shard-size of the world store (about 24 "
