@@ -73,7 +73,7 @@ def pyav_clip(video: bytes, starts: list[int], keyint: int, num: int = 8, stride
 
 def cut_at(video: bytes, start: int) -> tuple[bytes, int]:
     """The stream as the pipeline hands it to DALI: init segment + the bytes from the fragment at or before
-    `start` (README, 'Why the streams are cut'); returns (bytes, start within them)."""
+    `start` (docs/benchmarks/2026-12-cpu.md, 'Why the streams are cut'); returns (bytes, start within them)."""
     table = fragment_table(video)
     offsets, frames = table["fragment_offsets"], table["fragment_frames"]
     if not offsets:
