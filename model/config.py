@@ -59,7 +59,7 @@ class DataConfig:
     num_threads: int = 4
     prefetch: int = 2
     shuffle: str = "auto"                  # training order (pipeline.order): "auto" | "sample" (exact global
-                                           # permutation) | "interleave" | "shard" (README, "Scale")
+                                           # permutation) | "interleave" | "shard" (docs/pipeline.md, "Scale")
     interleave_shards: int = 16            # "interleave": shards mixed at any moment
     read_chunk_mb: int = 64                # object storage: the largest ranged read that serves several samples
 

@@ -248,7 +248,7 @@ def final_average(ckpt: Path, cfg: Config) -> Path | None:
 
 
 def eval_precision(cfg: Config, device: torch.device):
-    """fp32 by default, as the official evaluation; eval.precision=bf16|fp16 autocasts (faster, see README)."""
+    """fp32 by default, as the official evaluation; eval.precision=bf16|fp16 autocasts (faster, see docs/fidelity.md)."""
     if cfg.eval.precision == "fp32":
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if cfg.eval.precision == "bf16"

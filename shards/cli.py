@@ -72,6 +72,44 @@ def add_logging_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     return parser
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help as every frostline tool shows it: the description and epilog (the docstring's examples) keep their
+    lines, and every option with a default says it, `(default: X)`, unless its help already names one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        unset = any(default is v for v in (None, False, argparse.SUPPRESS))
+        if ("%(default)" in text or "default" in text.lower() or unset
+                or not (action.option_strings or action.nargs in ("?", "*"))):
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+    def _format_action(self, action):
+        if action.help is None and self._get_help_string(action):  # an option without help still shows its default
+            import copy
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+
+def tool_parser(doc: str | None, **kwargs) -> argparse.ArgumentParser:
+    """The parser every tool starts from: `doc`'s first paragraph is the description, the rest (its examples) the
+    epilog of `--help`; defaults are shown (`HelpFormatter`); `-q/--quiet` and `-v/--verbose` are there."""
+    head, _, rest = (doc or "").strip().partition("\n\n")
+    kwargs.setdefault("description", head)
+    kwargs.setdefault("epilog", rest.strip("\n") or None)
+    kwargs.setdefault("formatter_class", HelpFormatter)
+    return add_logging_flags(argparse.ArgumentParser(**kwargs))
+
+
+def add_alias(parser: argparse.ArgumentParser, old: str, new: str) -> None:
+    """Accept `old` as a hidden spelling of the option `new` (the name it had before the tools agreed on one)."""
+    action = parser._option_string_actions[new]
+    parser.add_argument(old, dest=action.dest, type=action.type, nargs=action.nargs, choices=action.choices,
+                        metavar=action.metavar, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def setup_logging(quiet: bool = False, verbose: bool = False) -> int:
     """Configure the root logger for this command (see the module docstring); returns the level."""
     global _handler

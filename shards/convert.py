@@ -511,7 +511,7 @@ def merge(out: str, wait_s: float = 0.0) -> tuple[pa.Table, pa.Table]:
     Rows are ordered by split (in the dataset's order), shard, then offset; rejects by split, then key.
     Raises when a part is missing, or (after `wait_s` seconds) when another merge of `out` is running. The sort is
     Arrow's stable `sort_indices` on one combined chunk: linear in the fragments (2000 fragments x 480 rows: see
-    README, "Converting datasets").
+    docs/benchmarks/2026-12-cpu.md, "Merging manifests").
     """
     store = Store(out, tmp_name="_tmp/merge")
     if not store.exists(SETTINGS):

@@ -22,7 +22,7 @@ import numpy as np
 CODECS = ("vp9", "h264", "copy")
 # A keyframe every 4 frames: the loader gathers, for each sampled frame, the frames from the keyframe before it
 # (`shards.fmp4`), about T * (1 + (k - 1) / 2) = 20 decoded frames for an 8-frame clip, at 2.5x the bytes of
-# k = 16 (README, "Decoding only what a clip needs": the table this was chosen from, real footage).
+# k = 16 (docs/benchmarks/2026-12-cpu.md, "Decoding per keyframe interval": the table it was chosen from).
 DEFAULT_KEYFRAME_INTERVAL = 4
 # Fragmented MP4: every fragment (moof + mdat) starts at a keyframe, and `init + stream[moof_k:]` is itself a valid
 # MP4 whose first frame is fragment k's first frame; the pipeline uses that to skip the frames before a clip.

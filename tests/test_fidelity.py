@@ -1,7 +1,7 @@
 """Every method fact of FROSTER that frostline reproduces, pinned: templates, prompt composition, presets, the
 projectors, neighbour attention in every block, evaluation precision, and what the official switch changes.
 
-Each test names the fact; README.md "Fidelity" lists them with the official value and its source file.
+Each test names the fact; docs/fidelity.md lists them with the official value and its source file.
 """
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def ucf(tmp_path):
 
 
 def test_rank_rule_is_pinned():
-    # The README documents this rule; a change would silently change everyone's generated splits.
+    # docs/splits.md documents this rule; a change would silently change everyone's generated splits.
     assert splits.rank(0, "base2novel/s1", "v_Typing_g01_c01") == \
         __import__("hashlib").sha256(b"frostline\x000\x00base2novel/s1\x00v_Typing_g01_c01").hexdigest()
 

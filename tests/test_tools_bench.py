@@ -29,7 +29,7 @@ def test_bench_shards_prints_one_row_per_setting():
 
 @pytest.mark.slow
 def test_bench_train_prints_modes_and_speedup_last():
-    out = run_tool("tools/bench/train.py", "--steps", "1", "--warmup", "0", "--batch", "1", "--frames", "2",
+    out = run_tool("tools/bench/train.py", "--steps", "1", "--warmup", "0", "--batch-size", "1", "--num-frames", "2",
                    "--classes", "4", "--model", "frostline-tiny", "--modes", "reference,ours")
     lines = out.strip().splitlines()
     assert any(line.startswith("reference ") for line in lines) and any(line.startswith("ours ") for line in lines)

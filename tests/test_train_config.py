@@ -36,7 +36,7 @@ def test_bad_overrides_name_the_key(override, message):
 
 
 def test_training_order_reaches_the_loader():
-    """data.shuffle, data.interleave_shards and data.read_chunk_mb are the loader's (README, "Scale")."""
+    """data.shuffle, data.interleave_shards and data.read_chunk_mb are the loader's (docs/pipeline.md, "Scale")."""
     from model.data import loader_config
     cfg = load_config(None, ["data.shuffle=interleave", "data.interleave_shards=3", "data.read_chunk_mb=8"])
     lc = loader_config(cfg, train=True, batch_size=4, device="cpu")

@@ -240,9 +240,10 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: in
     return report
 
 
-def world_arguments(description: str, quick_help: str) -> argparse.ArgumentParser:
+def world_arguments(doc: str, quick_help: str) -> argparse.ArgumentParser:
     """The options every world experiment shares (this tool's, tools/bench/order.py's)."""
-    ap = argparse.ArgumentParser(description=description)
+    from shards.cli import tool_parser
+    ap = tool_parser(doc)
     ap.add_argument("--out", required=True, help="folder for everything (re-running resumes)")
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -260,7 +261,9 @@ def world_arguments(description: str, quick_help: str) -> argparse.ArgumentParse
 def world_settings(a: argparse.Namespace) -> tuple[Path, dict]:
     """The output folder (made) and the experiment's shared keyword arguments from the parsed options;
     `--quick` is 1 seed x 1 training set, 2 epochs, a short pre-training and a smaller world."""
+    from shards.cli import setup_logging
     from tools import pretrain_clip
+    setup_logging(a.quiet, a.verbose)
     if a.quick:
         a.seeds, a.train_sets = [0], [1]
         a.epochs = a.epochs or 2
@@ -276,7 +279,7 @@ def world_settings(a: argparse.Namespace) -> tuple[Path, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = world_arguments(__doc__.split("\n\n")[0], "reduced: 1 seed x 1 training set, 2 epochs, short "
+    ap = world_arguments(__doc__, "reduced: 1 seed x 1 training set, 2 epochs, short "
                          "pre-training, one ablation value each (the test's setting)")
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.01, 0.1, 1.0])
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.5, 2.0, 8.0])

@@ -16,13 +16,13 @@ Weights (--weights): any that model.clip.load_clip reads; default: ViT-B-16 'ope
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.inputs import check_output_file, positive_int  # noqa: E402
+from shards.cli import add_alias, setup_logging, tool_parser  # noqa: E402
 
 
 def class_texts_of(url: str) -> list[str]:
@@ -84,7 +84,7 @@ def similarity(train, evals) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = tool_parser(__doc__)
     ap.add_argument("--splits", help="make_splits output folder (or s3:// URL)")
     ap.add_argument("--protocol", choices=("base2novel", "cross"), default="base2novel")
     ap.add_argument("--datasets", nargs="+", default=None,
@@ -94,10 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", help="instead of --splits: the training classes (classes.parquet or split file)")
     ap.add_argument("--eval", nargs="+", help="instead of --splits: evaluation classes files")
     ap.add_argument("--weights", default=None, help="weights file or open_clip tag (default: openai)")
-    ap.add_argument("--clip", default=None, help="open_clip model name (default: from the weights; ViT-B-16)")
+    ap.add_argument("--model", dest="clip", metavar="NAME", default=None,
+                    help="open_clip model name (default: from the weights; ViT-B-16)")
+    add_alias(ap, "--clip", "--model")
     ap.add_argument("--bare", action="store_true", help="the bare class text instead of the 29-prompt ensemble")
     ap.add_argument("--plot", default=None, help="write a bar chart PNG here (needs matplotlib)")
     a = ap.parse_args(argv)
+    setup_logging(a.quiet, a.verbose)
     if bool(a.splits) == bool(a.train):
         ap.error("give either --splits or --train/--eval")
     if a.train and not a.eval:

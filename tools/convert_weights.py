@@ -17,22 +17,25 @@ MODEL_NAME carries '-quickgelu' when the weights need QuickGELU. Exit status 2 o
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from shards.cli import add_alias, setup_logging, tool_parser  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = tool_parser(__doc__)
     ap.add_argument("input", help="weights file in any supported format, or a run folder")
     ap.add_argument("output", help="open_clip checkpoint to write")
-    ap.add_argument("--clip", default=None, help="open_clip model name (default: the one the tensors fit)")
+    ap.add_argument("--model", dest="clip", metavar="NAME", default=None, help="open_clip model name (default: the one the tensors fit)")
     ap.add_argument("--base", default=None, help="weights for tensors IN lacks (ViFi-CLIP's token table; "
                                                   "default: the 'openai' tag from the hub cache)")
+    add_alias(ap, "--clip", "--model")
     a = ap.parse_args(argv)
+    setup_logging(a.quiet, a.verbose)
 
     import torch
     from model.clip import export_clip, load_clip

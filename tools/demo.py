@@ -19,7 +19,6 @@ Every stage resumes: re-running the command skips what is done. One seed and one
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from model import omp  # noqa: F401,E402  (first: OpenMP threads must sleep while they wait; before torch)
-from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
+from shards.cli import run, setup_logging, tool_parser  # noqa: E402
 
 DEMO_CONFIG = REPO / "model" / "configs" / "demo.yaml"
 METHODS = (("zero-shot", "zero_shot", None), ("fine-tuned (λ=0)", "finetune", ["model.distill_weight=0"]),
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from tools import bench_fidelity as bf
     from tools import pretrain_clip
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = tool_parser(__doc__)
     ap.add_argument("--out", required=True, help="folder for everything the demo writes")
     ap.add_argument("--pretrain-steps", type=int, default=pretrain_clip.DEFAULTS["steps"])
     ap.add_argument("--pretrain-images", type=int, default=pretrain_clip.DEFAULTS["images"])
@@ -49,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=3, help="clips per group")
     ap.add_argument("--shots", type=int, default=8, help="training videos per base class")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="conversion processes")
-    add_logging_flags(ap)
     ap.add_argument("overrides", nargs="*", help="training config overrides, e.g. train.epochs=3")
     a = ap.parse_args(argv)
     setup_logging(a.quiet, a.verbose)

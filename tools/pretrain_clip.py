@@ -20,7 +20,6 @@ a fixed number of threads (`--threads`): the same command on the same machine wr
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -49,6 +48,11 @@ DEFAULTS = {"steps": 600, "batch": 128, "images": 3000, "captions": 4, "lr": 2e-
             "frames": 16, "model": MODEL}
 ARG_TYPES = {"steps": positive_int, "batch": positive_int, "images": positive_int, "captions": positive_int,
              "lr": positive_float, "seed": at_least(0, 2**32 - 1), "threads": positive_int, "frames": at_least(world.GHOSTS[-1][0] + 2)}
+FLAGS = {"batch": "batch-size"}  # the option's name where it differs from the keyword
+HELP = {"steps": "optimiser steps", "batch": "captioned frames per step", "images": "captioned frames rendered",
+        "captions": "captions per frame", "lr": "AdamW learning rate", "seed": "seed of everything drawn",
+        "threads": "CPU threads (fixed, for determinism)", "frames": "length of the world video a frame is taken from",
+        "model": "model config (model/model_configs/)"}
 
 
 def say(message: str) -> None:
@@ -196,14 +200,17 @@ def pretrain(out: Path, *, steps: int, batch: int, images: int, captions: int, l
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from shards.cli import add_alias, setup_logging, tool_parser
+    ap = tool_parser(__doc__)
     ap.add_argument("--out", required=True, help="checkpoint file to write (and OUT.json beside it)")
     for k, v in DEFAULTS.items():
-        ap.add_argument(f"--{k}", type=ARG_TYPES.get(k, type(v)), default=v)
+        ap.add_argument(f"--{FLAGS.get(k, k)}", dest=k, type=ARG_TYPES.get(k, type(v)), default=v, help=HELP[k])
+    add_alias(ap, "--batch", "--batch-size")
     a = vars(ap.parse_args(argv))
+    setup_logging(a.pop("quiet"), a.pop("verbose"))
     if a["batch"] % GROUP or a["batch"] > a["images"]:
-        ap.error(f"--batch {a['batch']} must be a multiple of {GROUP} (scenes per hard-negative group) and at most "
-                 f"--images {a['images']}")
+        ap.error(f"--batch-size {a['batch']} must be a multiple of {GROUP} (scenes per hard-negative group) and at "
+                 f"most --images {a['images']}")
     out = Path(a.pop("out"))
     pretrain(out, **a)
     return 0

@@ -10,11 +10,14 @@ Prints `ready <port>` once it listens. Credentials are moto's test ones; nothing
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import threading
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from shards.cli import setup_logging, tool_parser  # noqa: E402
 
 
 def fill(bucket_prefix: str, folder: str) -> int:
@@ -58,10 +61,12 @@ class Counting:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--fill", action="append", default=[], metavar="BUCKET/PREFIX=FOLDER")
+    ap = tool_parser(__doc__)
+    ap.add_argument("--port", type=int, required=True, help="port on 127.0.0.1")
+    ap.add_argument("--fill", action="append", default=[], metavar="BUCKET/PREFIX=FOLDER",
+                    help="copy FOLDER's files under s3://BUCKET/PREFIX before listening (repeatable)")
     args = ap.parse_args()
+    setup_logging(args.quiet, args.verbose)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app

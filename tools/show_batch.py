@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -14,7 +13,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
+from shards.cli import run, setup_logging, tool_parser  # noqa: E402
 from pipeline.loader import LoaderConfig, build_loader  # noqa: E402
 from pipeline.sampling import CLIP_MEAN, CLIP_STD  # noqa: E402
 
@@ -42,7 +41,7 @@ def grid(images: np.ndarray, captions: list[str]) -> Image.Image:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = tool_parser(__doc__)
     ap.add_argument("--split", required=True, help="split Parquet file or shard store")
     ap.add_argument("--out", default="batch.png")
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
@@ -53,7 +52,6 @@ def main(argv=None) -> None:
     ap.add_argument("--sampling", choices=["dense", "segment"], default="dense")
     ap.add_argument("--crop-size", type=int, default=224)
     ap.add_argument("--seed", type=int, default=0)
-    add_logging_flags(ap)
     args = ap.parse_args(argv)
     if os.path.splitext(args.out)[1].lower() not in Image.registered_extensions():
         ap.error(f"--out {args.out!r}: name an image file (.png, .jpg, ...)")

@@ -10,20 +10,19 @@ clean, 1 when problems were found, 2 on bad usage or a store that cannot be read
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
+from shards.cli import run, setup_logging, tool_parser  # noqa: E402
 from shards.verify import verify, verify_split  # noqa: E402
 
 PROBLEMS_FOUND = 1
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser(__doc__)
     p.add_argument("store", nargs="?",
                    help="the shard store: a folder or s3://bucket/prefix (what make_shards --out wrote)")
     p.add_argument("--split", action="append", default=[], metavar="FILE",
@@ -31,7 +30,6 @@ def main(argv=None) -> int:
                         "frame count and fragment table against the stored stream (and, with STORE, that its "
                         "shards are STORE's); repeatable")
     p.add_argument("--max-lines", type=int, default=200, help="print at most this many problems (default 200)")
-    add_logging_flags(p)
     args = p.parse_args(argv)
     if not args.store and not args.split:
         p.error("give a STORE, a --split FILE, or both")

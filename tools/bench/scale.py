@@ -33,6 +33,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from shards.cli import setup_logging, tool_parser  # noqa: E402
+
 PER_SHARD = 1000
 BUCKET = "scale"
 
@@ -303,7 +305,7 @@ def train_run(split: str, name: str, out: str, seconds: float, env: dict, s3) ->
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = tool_parser(__doc__)
     ap.add_argument("--out", help="work folder (the store is kept there and reused)")
     ap.add_argument("--sizes", default="1000,10000,50000,240000")
     ap.add_argument("--shuffles", default="auto,sample,interleave,shard")
@@ -318,6 +320,7 @@ def main() -> None:
     ap.add_argument("--one", nargs=4, metavar=("SPLIT", "SHUFFLE", "BATCHES", "READ_EPOCH"), help=argparse.SUPPRESS)
     ap.add_argument("--one-baseline", nargs=1, metavar="SPLIT", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    setup_logging(args.quiet, args.verbose)
     if args.one:
         split, shuffle, batches, read_epoch = args.one
         print(json.dumps(run_one(split, shuffle, int(batches), read_epoch == "1")))

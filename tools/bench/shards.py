@@ -11,7 +11,6 @@ shapes over a moving noise texture), so absolute bytes are lower than for real f
 """
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -22,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from shards.cli import setup_logging, tool_parser  # noqa: E402
 from shards.generated.synthetic import render, write_video  # noqa: E402
 from shards.transcode import EncodeOptions, fragment_table, quiet_ffmpeg, transcode  # noqa: E402
 
@@ -73,7 +73,7 @@ def pyav_clip(video: bytes, starts: list[int], keyint: int, num: int = 8, stride
 
 def cut_at(video: bytes, start: int) -> tuple[bytes, int]:
     """The stream as the pipeline hands it to DALI: init segment + the bytes from the fragment at or before
-    `start` (README, 'Why the streams are cut'); returns (bytes, start within them)."""
+    `start` (docs/benchmarks/2026-12-cpu.md, 'Why the streams are cut'); returns (bytes, start within them)."""
     table = fragment_table(video)
     offsets, frames = table["fragment_offsets"], table["fragment_frames"]
     if not offsets:
@@ -112,7 +112,7 @@ def dali_clip(videos: list[bytes], starts: list[list[int]], num: int = 8, stride
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = tool_parser(__doc__)
     ap.add_argument("--videos", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--size", default="340x256", help="source WxH (the short side is kept at <= 256)")
@@ -120,6 +120,7 @@ def main(argv=None) -> int:
     ap.add_argument("--codecs", default="vp9,h264")
     ap.add_argument("--clips", type=int, default=6, help="random clips per video for the decode timings")
     args = ap.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     quiet_ffmpeg()
     width, height = (int(x) for x in args.size.lower().split("x"))
     frames = int(args.seconds * 30)

@@ -1,7 +1,7 @@
 """Time FROSTER training steps: our implementation vs a reference mode with the official code's costs.
 
     python tools/bench/train.py                                   # small CPU config
-    python tools/bench/train.py --model ViT-B-16 --device gpu --batch 8 --frames 8 --classes 400
+    python tools/bench/train.py --model ViT-B-16 --device gpu --batch-size 8 --num-frames 8 --classes 400
 
 Reference mode: the teacher's text re-encoded every step, 77-token context, fp16 autocast with GradScaler,
 explicit (non-SDPA) temporal attention, for-each AdamW. Every mode runs in its own process (FLOPs, clean peak
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from shards.cli import add_logging_flags, setup_logging  # noqa: E402
+from shards.cli import add_alias, setup_logging, tool_parser  # noqa: E402
 
 # knobs: cache (teacher text), cut (truncate text), attn (temporal attention), amp (None|bf16|fp16), fused, compile
 MODES = {
@@ -139,12 +139,12 @@ def interleaved_times(names: list[str], args: argparse.Namespace) -> dict[str, f
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser(__doc__)
     p.add_argument("--model", default="frostline-small", help="open_clip / frostline config (random init)")
     p.add_argument("--device", default="cpu", type=lambda v: {"cuda": "gpu"}.get(v, v), choices=("cpu", "gpu"),
                    help="cpu | gpu (the first CUDA device; 'cuda' is accepted too)")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--batch-size", dest="batch", type=int, default=4, help="clips per step")
+    p.add_argument("--num-frames", dest="frames", type=int, default=8, help="frames per clip")
     p.add_argument("--classes", type=int, default=100)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
@@ -156,7 +156,8 @@ def main() -> None:
                    help="CPU threads (default: 1 on cpu: with every core busy, a descheduled OpenMP thread stalls "
                         "the others and the times become noise on a shared machine; 0 = torch's default)")
     p.add_argument("--peak-tflops", type=float, default=None, help="for MFU; default from the GPU's name")
-    add_logging_flags(p)
+    add_alias(p, "--batch", "--batch-size")
+    add_alias(p, "--frames", "--num-frames")
     args = p.parse_args()
     setup_logging(args.quiet, args.verbose)
     args.device = "cuda" if args.device == "gpu" else "cpu"  # torch's spelling from here on
