@@ -82,7 +82,7 @@ def save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, loader
             video = accelerator.unwrap_model(model).student  # what the weights alone do not say travels with them
             _write(tmp / "model.pt", lambda: export_clip(student, tmp / "model.pt", cfg.model.clip,
                                                          quick_gelu=uses_quick_gelu(video.clip),
-                                                         boundary=video.boundary))
+                                                         boundary=video.boundary, temporal=video.temporal))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(path, ignore_errors=True)

@@ -138,7 +138,8 @@ def test_presets_are_the_official_scripts(name):
     assert (t.weight_decay, t.clip_grad, t.betas, t.eps) == (0.01, 1.0, (0.9, 0.999), 1e-8)
     assert (d.num_frames, d.frame_stride, d.sampling, tuple(d.short_side_range), d.crop_size, d.num_views) == (
         8, 16, "dense", (224, 256), 224, 3)
-    assert (m.alpha, m.distill_weight, m.temporal) == (0.1, 2.0, "neighbour")  # alpha and lambda
+    assert (m.alpha, m.distill_weight) == (0.1, 2.0)                          # alpha and lambda
+    assert (m.temporal, m.boundary) == (None, None)                           # the weights decide
     assert cfg.eval.precision == "fp32"
     assert not startup_notes(cfg)                                              # nothing scaled, no switch
 
@@ -325,7 +326,8 @@ def test_official_switch_sets_every_official_behaviour():
     default = load_config(CONFIGS / "b2n_k400.yaml")
     cfg = load_config(CONFIGS / "b2n_k400.yaml", ["model.fidelity=official", "train.global_batch=64"])
     assert (default.model.boundary, cfg.model.boundary) == (None, "zeros")     # None: the weights decide
-    assert build_model(tiny_preset("b2n_k400")).student.boundary == "mask"    # CLIP weights: mask
+    plain = build_model(tiny_preset("b2n_k400")).student                      # CLIP weights: neighbour, mask
+    assert (plain.temporal, plain.boundary) == ("neighbour", "mask")
     assert (default.data.force_flip, cfg.data.force_flip) == (False, True)
     assert (default.train.decay_scalars, cfg.train.decay_scalars) == (False, True)
     assert (default.model.prompts, cfg.model.prompts) == ("frostline", "official")
@@ -417,6 +419,8 @@ def test_official_zero_shot_names_are_the_official_k400_spelling(tmp_path):
     want = [n for _, n in sorted((int(k), v) for k, v in json.loads(official.read_text()).items())]
     got = prompts.name_only(classes, "k400")
     assert got == want
+    copies = [(i, K400_REPHRASED_SPELLING.get(n, n.replace(" ", "_")), None) for i, n in enumerate(names)]
+    assert prompts.name_only(copies, "k400") == want           # folder names, FROSTER's spellings: the official
     described = [prompts.split_text(t)[0] for t in texts]                      # what the baseline used to take
     assert sum(a.lower() != b.lower() for a, b in zip(described, want)) == 8
     model = Froster.build("frostline-tiny", None, prompt_style="official", zero_shot_templates=28)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import weights_files
+from tool_module import load_tool
 from model.build import build_eval_model, build_model, pretrained, quick_gelu
 from model.clip import build_clip, uses_quick_gelu
 from model.config import ConfigError, load_config
@@ -119,3 +120,24 @@ def test_the_command_line_boundary_wins_and_start_up_says_so(froster_file, tmp_p
     with caplog.at_level(logging.INFO, logger="model.build"):
         assert build_model(plain).student.boundary == "mask"           # CLIP weights imply none: mask
     assert "boundary mask (the default (the weights imply none))" in caplog.text
+
+
+def test_a_converted_vifi_clip_checkpoint_averages_frames_through_a_preset(tmp_path, capsys, caplog):
+    """ViFi-CLIP's file, converted once with its token table (convert_weights.py --base), keeps what it implies
+    (no temporal attention: frames averaged), and a preset does not override it."""
+    torch.manual_seed(6)
+    source, _ = build_clip("frostline-tiny", pretrained=None)
+    vifi, base, out = tmp_path / "vifi_clip_k400.pth", tmp_path / "ViT-tiny.pt", tmp_path / "vifi_student.pt"
+    weights_files.write_vifi_clip(source, vifi)
+    weights_files.write_openai_torchscript(source, base)
+    assert load_tool("convert_weights").main([str(vifi), str(out), "--base", str(base)]) == 0
+    assert '"temporal": "none"' in capsys.readouterr().out
+    cfg = load_config(PRESETS[0], [f"model.pretrained={out}", "model.clip=frostline-tiny", "data.crop_size=64",
+                                   f"output_dir={tmp_path / 'run'}"])
+    assert cfg.model.temporal is None
+    with caplog.at_level(logging.INFO, logger="model.build"):
+        model = build_eval_model(cfg, resolve_weights(cfg))
+    assert model.student.temporal == "none" and "temporal none" in caplog.text
+    assert build_eval_model(load_config(PRESETS[0], [f"model.pretrained={out}", "model.clip=frostline-tiny",
+                                                     "data.crop_size=64", f"output_dir={tmp_path / 'run'}",
+                                                     "model.temporal=neighbour"]), out).student.temporal == "neighbour"
