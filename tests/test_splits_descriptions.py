@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shards import splits
-from shards.protocols.names import loose, normalise, parse_label_list, readable_name
+from shards.protocols.names import k400_names, loose, normalise, parse_label_list, readable_name
 from test_splits import LABELS, REPO, kinetics_rows, make_store, ucf_rows
 from test_splits_published import froster_tree, write
 
@@ -96,6 +96,7 @@ def test_readable_names_equal_the_published_label_files_for_every_class():
     for name in ("kinetics_400_labels.csv", "kinetics_600_labels.csv"):
         names = _real(name)
         assert [readable_name(n) for n in names] == names
+    assert list(k400_names()) == _real("kinetics_400_labels.csv")     # the stored official name-only spelling
 
 
 def froster_file(names: list[str], seed: int = 0) -> dict[str, str]:
