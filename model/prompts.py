@@ -57,12 +57,13 @@ def class_texts(classes: Sequence[tuple[int, str, str]] | Sequence[str], use_des
 
 
 def name_only(classes: Sequence[tuple[int, str, str]], dataset: str | None = None) -> list[str]:
-    """The classes' names without descriptions, in label order, spelled as the official code's name-only label
-    files (label_db/k400-index2cls.json, zs_label_db/*index2cls.json): what the official zero-shot baseline
-    formats its 28 templates with. The description's Name part ("Driving a car: ...") is FROSTER's rephrased
-    spelling, not that one."""
+    """The classes' names without descriptions, in label order: what the official zero-shot baseline formats its
+    28 templates with. A class whose text is a name (no description) keeps it; a described class takes its name
+    as the official code's name-only label files spell it (label_db/k400-index2cls.json, zs_label_db/
+    *index2cls.json; `official_name`), not the description's Name ("Driving a car: ..." is FROSTER's rephrased
+    spelling of "driving car")."""
     rows = sorted(classes, key=lambda r: r[0])
-    return [official_name(r[1], dataset) for r in rows]
+    return [official_name(r[1], dataset) if ":" in str(r[2] or "") else class_text(r[1], r[2]) for r in rows]
 
 
 def split_text(text: str) -> tuple[str, bool]:

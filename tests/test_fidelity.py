@@ -419,8 +419,10 @@ def test_official_zero_shot_names_are_the_official_k400_spelling(tmp_path):
     want = [n for _, n in sorted((int(k), v) for k, v in json.loads(official.read_text()).items())]
     got = prompts.name_only(classes, "k400")
     assert got == want
-    copies = [(i, K400_REPHRASED_SPELLING.get(n, n.replace(" ", "_")), None) for i, n in enumerate(names)]
+    copies = [(i, K400_REPHRASED_SPELLING.get(n, n.replace(" ", "_")), rephrased[str(i)])
+              for i, n in enumerate(names)]
     assert prompts.name_only(copies, "k400") == want           # folder names, FROSTER's spellings: the official
+    assert prompts.name_only([(0, "barbequing", "Barbecuing")], "k400") == ["Barbecuing"]   # a user's own name
     described = [prompts.split_text(t)[0] for t in texts]                      # what the baseline used to take
     assert sum(a.lower() != b.lower() for a, b in zip(described, want)) == 8
     model = Froster.build("frostline-tiny", None, prompt_style="official", zero_shot_templates=28)
@@ -432,3 +434,20 @@ def test_official_zero_shot_names_are_the_official_k400_spelling(tmp_path):
         each = torch.stack([encode_text(model.teacher, model.tokenizer(row)) for row in table])
         torch.testing.assert_close(model.class_features(zero_shot=True), F.normalize(each.mean(0), dim=-1),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_gives_the_zero_shot_baseline_the_name_only_spelling(tmp_path, fresh_accelerator_state):
+    """evaluate's split loop hands the model the classes' name-only spelling beside their described texts."""
+    from accelerate import Accelerator
+    from model.evaluate import evaluate_split
+    from train_data import make_dataset, write_tiny_config
+
+    make_dataset(tmp_path / "d", num_classes=2, groups=4, clips=1, frames=12, workers=1, described=True)
+    cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "d" / "splits", tmp_path / "run",
+                                        eval_batch=4, train={}), ["model.fidelity=official"])
+    model = Froster.build("frostline-tiny", None, prompt_style="official", zero_shot_templates=28).eval()
+    url = str(tmp_path / "d" / "splits" / "base2novel" / "ucf101" / "eval_base.parquet")
+    result = evaluate_split(model, url, cfg, Accelerator(cpu=True), zero_shot=True, dataset="ucf101")
+    assert result["num_samples"] > 0 and all(":" in t for t in model.class_texts)
+    names = [t.split(":")[0] for t in model.class_texts]                      # "red circle moving left"
+    assert model.class_names == [n.title() for n in names]                   # the class's readable name
