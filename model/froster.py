@@ -4,7 +4,8 @@ API (stable; changes are listed here):
 
     model = Froster.build("ViT-B-16", "openai", checkpoint=None, alpha=0.1, distill_weight=2.0,
                           temporal="neighbour", boundary="mask")
-    model.set_classes(texts)                      # 28+1 templates tokenised; teacher text features cached
+    model.set_classes(texts, names=None)          # 28+1 templates tokenised; teacher text features cached;
+                                                  # names: the name-only spelling of the 28-template baseline
     out = model(clips, labels)                    # FrosterOutput(loss, ce, distill_visual, distill_text, logits)
     logits = model.predict(clips)                 # eval: 29-template ensemble, text features cached per class set
     logits = model.predict(clips, zero_shot=True) # the frozen original CLIP, no temporal attention (baseline)
