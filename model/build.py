@@ -59,7 +59,7 @@ def build_model(cfg: Config, check: bool = True) -> Froster:
         model = Froster.build(m.clip, pretrained(cfg), alpha=m.alpha, distill_weight=m.distill_weight,
                               temporal=m.temporal, boundary=m.boundary, quick_gelu=quick_gelu(cfg),
                               prompt_style=m.prompts, distill_terms=m.distill_terms)
-    _report(model)
+    _report(model, cfg)
     if check:
         check_crop(model, cfg)
     return model
@@ -76,13 +76,27 @@ def build_eval_model(cfg: Config, weights: Path | None) -> Froster:
         else:
             model = Froster.build(m.clip, None, weights, temporal=m.temporal, boundary=m.boundary,
                                   quick_gelu=quick_gelu(cfg), teacher=False, prompt_style=m.prompts)
-    _report(model)
+    _report(model, cfg)
     check_crop(model, cfg)
     return model
 
 
-def _report(model: Froster) -> None:
-    """Say once, at start-up, what the weights were and what they set (format, QuickGELU, boundary)."""
+def boundary_reason(cfg: Config, implied: str | None) -> str:
+    """Why the neighbour-frame boundary in use is the one it is: the official switch, model.boundary, the weights
+    (a FROSTER or Open-VCLIP file: zeros), or the default (mask). The presets leave model.boundary unset."""
+    m = cfg.model
+    if m.boundary is None:
+        return "as the weights imply" if implied else "the default (the weights imply none)"
+    if m.fidelity == "official":
+        return "model.fidelity=official"
+    if implied and implied != m.boundary:
+        return f"set by model.boundary, over the weights' {implied}"
+    return "set by model.boundary"
+
+
+def _report(model: Froster, cfg: Config) -> None:
+    """Say once, at start-up, what the weights were and what they set (format, QuickGELU, boundary and why)."""
     s = model.student
-    log.info("%s; temporal %s%s", model.clip_info.describe(), s.temporal,
-             f", boundary {s.boundary}" if s.temporal == "neighbour" else "")
+    boundary = f", boundary {s.boundary} ({boundary_reason(cfg, model.clip_info.boundary)})" \
+        if s.temporal == "neighbour" else ""
+    log.info("%s; temporal %s%s", model.clip_info.describe(), s.temporal, boundary)

@@ -95,7 +95,7 @@ def save_checkpoint(path: Path, accelerator, model, optimizer, scheduler, loader
             name = raw.clip_info.name if getattr(raw, "clip_info", None) is not None else cfg.model.clip
             _write(tmp / "model.pt", lambda: export_clip(student, tmp / "model.pt", name,
                                                          quick_gelu=uses_quick_gelu(video.clip),
-                                                         boundary=video.boundary))
+                                                         boundary=video.boundary, temporal=video.temporal))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(path, ignore_errors=True)

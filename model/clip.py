@@ -241,7 +241,7 @@ def build_clip(
 
 
 def export_clip(state_dict: dict, path: str | os.PathLike, name: str, *, quick_gelu: bool | None = None,
-                boundary: str | None = None) -> None:
+                boundary: str | None = None, temporal: str | None = None) -> None:
     """Write a CLIP as open_clip's checkpoint format, ``{"state_dict", "model_name"}``, which
     `open_clip.create_model(model_name, pretrained=path)` and `load_clip(pretrained=path)` read. With QuickGELU,
     model_name gets open_clip's '-quickgelu' suffix where such a config exists, so plain open_clip builds the
@@ -249,7 +249,8 @@ def export_clip(state_dict: dict, path: str | os.PathLike, name: str, *, quick_g
     register_configs()
     if quick_gelu and "quickgelu" not in name.lower() and f"{name}-quickgelu" in open_clip.list_models():
         name = f"{name}-quickgelu"
-    meta = {k: v for k, v in (("quick_gelu", quick_gelu), ("boundary", boundary)) if v is not None}
+    meta = {k: v for k, v in (("quick_gelu", quick_gelu), ("boundary", boundary), ("temporal", temporal))
+            if v is not None}
     out = {"state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "model_name": name}
     if meta:
         out["frostline"] = meta

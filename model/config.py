@@ -32,7 +32,8 @@ class ModelConfig:
     alpha: float = 0.1                     # residual projector weight: z' = z + alpha * P(z)
     distill_weight: float = 2.0            # lambda in CE + lambda * (visual + text distillation)
     distill_terms: str = "both"            # ablations: "both" (the paper) | "visual" | "text" (model/loss.py)
-    temporal: str = "neighbour"            # "neighbour" (expand temporal view) | "none"
+    temporal: str | None = None            # "neighbour" (expand temporal view) | "none" (frames averaged);
+                                           # null: what the weights imply (ViFi-CLIP files: none), else neighbour
     boundary: str | None = None            # "mask" (correct) | "zeros" (the reference's unmasked zero tokens);
                                            # null: what the weights imply (FROSTER/Open-VCLIP files: zeros), else mask
     prompts: str = "frostline"             # names without a description: "frostline" (template once) | "official"
@@ -335,7 +336,7 @@ def validate(cfg: Config, defer_fit: bool = False) -> None:
         "data.shuffle": (d.shuffle, ("auto", "sample", "interleave", "shard")),
         "train.mixed_precision": (t.mixed_precision, ("no", "bf16", "fp16")),
         "train.distributed": (t.distributed, ("ddp", "fsdp")),
-        "model.temporal": (cfg.model.temporal, ("neighbour", "none")),
+        "model.temporal": (cfg.model.temporal or "neighbour", ("neighbour", "none")),
         "model.boundary": (cfg.model.boundary or "mask", ("mask", "zeros")),
         "model.prompts": (cfg.model.prompts, ("frostline", "official")),
         "model.fidelity": (cfg.model.fidelity, ("frostline", "official")),

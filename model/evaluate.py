@@ -256,11 +256,12 @@ def eval_precision(cfg: Config, device: torch.device):
 
 
 @torch.no_grad()
-def evaluate_split(model, url: str, cfg: Config, accelerator, zero_shot: bool) -> dict:
-    """Score one split file: every rank predicts its share, view logits are summed, ranks merged."""
+def evaluate_split(model, url: str, cfg: Config, accelerator, zero_shot: bool, dataset: str | None = None) -> dict:
+    """Score one split file: every rank predicts its share, view logits are summed, ranks merged. `dataset` spells
+    the classes' names as the official name-only files do (the 28-template zero-shot baseline)."""
     from model import prompts
     loader = build_loader(url, cfg, accelerator, train=False, batch_size=cfg.eval.batch_size)
-    model.set_classes(prompts.class_texts(loader.classes))
+    model.set_classes(prompts.class_texts(loader.classes), names=prompts.name_only(loader.classes, dataset))
     sums = ViewSums()
     bar = tqdm(loader, desc=url.rsplit("/", 1)[-1], unit="batch", dynamic_ncols=True, leave=False,
                disable=not (cfg.train.progress and accelerator.is_main_process))
@@ -314,7 +315,7 @@ def run(cfg: Config, accelerator=None, out_dir: str | Path | None = None) -> dic
         for name, url in splits.items():
             if name == "full" and not split_exists(url):
                 continue
-            result = evaluate_split(model, url, cfg, accelerator, zero_shot)
+            result = evaluate_split(model, url, cfg, accelerator, zero_shot, ds)
             health[ds][name] = result.pop("data")
             per_dataset[ds][name] = result
     problems = [p for ds, splits in paths.items() for name, h in health[ds].items()

@@ -1,8 +1,9 @@
 """The official switch: `model.fidelity=official` turns on, together, every behaviour of the official FROSTER code
 (github Visual-AI/FROSTER) that frostline's defaults change on purpose.
 
-- `model.boundary`: `mask` (missing neighbours of the first/last frame are masked, so a 1-frame clip is plain
-  CLIP) -> `zeros` (unmasked zero key/value tokens);
+- `model.boundary`: unset, the weights decide (FROSTER and Open-VCLIP files: zeros; CLIP weights: `mask`, missing
+  neighbours of the first/last frame masked, so a 1-frame clip is plain CLIP) -> `zeros` (unmasked zero key/value
+  tokens);
 - `data.force_flip`: `False` (clips of classes that name left or right are never flipped: a flip changes their
   meaning) -> `True`;
 - `train.decay_scalars`: `False` (`logit_scale` is a temperature, not a weight) -> `True` (it decays with the

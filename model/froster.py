@@ -4,7 +4,8 @@ API (stable; changes are listed here):
 
     model = Froster.build("ViT-B-16", "openai", checkpoint=None, alpha=0.1, distill_weight=2.0,
                           temporal="neighbour", boundary="mask")
-    model.set_classes(texts)                      # 28+1 templates tokenised; teacher text features cached
+    model.set_classes(texts, names=None)          # 28+1 templates tokenised; teacher text features cached;
+                                                  # names: the name-only spelling of the 28-template baseline
     out = model(clips, labels)                    # FrosterOutput(loss, ce, distill_visual, distill_text, logits)
     logits = model.predict(clips)                 # eval: 29-template ensemble, text features cached per class set
     logits = model.predict(clips, zero_shot=True) # the frozen original CLIP, no temporal attention (baseline)
@@ -127,6 +128,7 @@ class Froster(nn.Module):
         else:
             self.proj_v = self.proj_t = None
         self.class_texts: list[str] = []
+        self.class_names: list[str] = []  # name-only spelling: the official zero-shot baseline's (set_classes)
         self._lengths: list[int] = []  # per template: tokens up to the last end-of-text of the class set
         self.register_buffer("tokens", torch.empty(0, 0, 0, dtype=torch.long), persistent=False)   # [29, C, L]
         self.register_buffer("teacher_text", torch.empty(0), persistent=False)  # [29, C, D] normalised
@@ -173,11 +175,15 @@ class Froster(nn.Module):
         return tokens[..., :text_length(tokens.flatten(0, -2), self.student.clip)] if self.truncate_text else tokens
 
     @torch.no_grad()
-    def set_classes(self, class_texts: list[str], chunk: int = 1024) -> None:
-        """Tokenise the 29 prompts of every class; cache the teacher's text features for all of them."""
+    def set_classes(self, class_texts: list[str], chunk: int = 1024, names: list[str] | None = None) -> None:
+        """Tokenise the 29 prompts of every class; cache the teacher's text features for all of them. `names`: the
+        classes' name-only spelling for the 28-template zero-shot baseline (default: each text's Name part)."""
         if not class_texts:
             raise ValueError("set_classes needs at least one class text")
+        if names is not None and len(names) != len(class_texts):
+            raise ValueError(f"{len(names)} names for {len(class_texts)} class texts")
         self.class_texts = list(class_texts)
+        self.class_names = list(names) if names is not None else [prompts.split_text(c)[0] for c in class_texts]
         table = prompts.prompt_table(self.class_texts, official=self.prompt_style == "official")
         tokens = prompts.tokenize(self.tokenizer, table, self.class_texts)  # a prompt past 77 tokens: an error
         # each template's exact length, once, on the host: no device sync in the training step
@@ -274,8 +280,8 @@ class Froster(nn.Module):
                 raise RuntimeError("zero_shot needs the teacher (build with teacher=True)")
             if self.zero_shot_templates == len(prompts.TEMPLATES):  # the official baseline: names, 28 templates
                 if self._zero_shot_text is None:
-                    table = prompts.zero_shot_table(self.class_texts)
-                    tokens = prompts.tokenize(self.tokenizer, table, self.class_texts).to(self._device())
+                    table = prompts.zero_shot_table(self.class_names)
+                    tokens = prompts.tokenize(self.tokenizer, table, self.class_names).to(self._device())
                     flat = tokens.flatten(0, 1)
                     feats = torch.cat([encode_text(self.teacher, self._cut(t)) for t in flat.split(chunk)]).float()
                     self._zero_shot_text = F.normalize(feats.view(*tokens.shape[:2], -1).mean(0), dim=-1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from model.config import ConfigError, TrainConfig
 
 
@@ -28,6 +30,20 @@ def scaled_lr(cfg: TrainConfig) -> tuple[float, float]:
     """(peak lr, final lr) scaled linearly with the global batch, as the reference recipe does."""
     s = cfg.global_batch / cfg.lr_reference_batch
     return cfg.lr * s, cfg.min_lr * s
+
+
+def adamw(groups: list[dict], cfg: TrainConfig) -> torch.optim.AdamW:
+    """The recipe's optimiser over `groups` (param_groups): AdamW at the scaled peak lr, the config's betas and eps."""
+    peak, _ = scaled_lr(cfg)
+    return torch.optim.AdamW(groups, lr=peak, betas=cfg.betas, eps=cfg.eps)
+
+
+def lr_schedule(optimizer, cfg: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per optimiser step: warm-up over cfg.warmup_epochs, then cosine to the scaled min_lr at the last step."""
+    peak, final = scaled_lr(cfg)
+    total, warmup = steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.warmup_epochs
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(
+        s, total=total, warmup=warmup, peak=peak, final=final) / peak)
 
 
 def accumulation_steps(global_batch: int, micro_batch: int, num_processes: int) -> int:

@@ -13,7 +13,7 @@ name alone, so it repeats it ("a photo of Archery. Archery"); frostline's defaul
 
 Training uses one random template plus the bare text per step (their features averaged); evaluation ensembles
 all 29. The official zero-shot baseline (the frozen CLIP alone) uses only the 28 templates, formatted with the
-class name (`zero_shot_table`). A prompt longer than CLIP's 77-token context is an error naming the class
+class name as the official name-only label files spell it (`name_only`, `zero_shot_table`). A prompt longer than CLIP's 77-token context is an error naming the class
 (`tokenize`): the official tokenizer refuses such a prompt too, where open_clip's would cut it silently.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from shards.protocols.names import readable_name
+from shards.protocols.names import official_name, readable_name
 
 _FRAMES = ("a photo of", "a video of", "a example of", "a demonstration of")
 _SUBJECTS = ("{}", "a person {}", "a person using {}", "a person doing {}", "a person during {}",
@@ -54,6 +54,16 @@ def class_texts(classes: Sequence[tuple[int, str, str]] | Sequence[str], use_des
             raise ValueError("class labels must be 0..C-1 without gaps")
         return [class_text(r[1], r[2] if use_descriptions else None) for r in rows]
     return [class_text(c) for c in classes]
+
+
+def name_only(classes: Sequence[tuple[int, str, str]], dataset: str | None = None) -> list[str]:
+    """The classes' names without descriptions, in label order: what the official zero-shot baseline formats its
+    28 templates with. A class whose text is a name (no description) keeps it; a described class takes its name
+    as the official code's name-only label files spell it (label_db/k400-index2cls.json, zs_label_db/
+    *index2cls.json; `official_name`), not the description's Name ("Driving a car: ..." is FROSTER's rephrased
+    spelling of "driving car")."""
+    rows = sorted(classes, key=lambda r: r[0])
+    return [official_name(r[1], dataset) if ":" in str(r[2] or "") else class_text(r[1], r[2]) for r in rows]
 
 
 def split_text(text: str) -> tuple[str, bool]:

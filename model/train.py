@@ -42,7 +42,7 @@ from model.data import build_loader, data_health, split_paths  # noqa: E402
 from model.fidelity import startup_notes  # noqa: E402
 from model.launch import die_with_parent, is_main_rank, launched, make_accelerator  # noqa: E402
 from model.lock import RunLock  # noqa: E402
-from model.optim import accumulation_steps, lr_at, param_groups, scaled_lr  # noqa: E402
+from model.optim import accumulation_steps, adamw, lr_schedule, param_groups  # noqa: E402
 from model.sharding import average_replicated_grads, clip_grad_norm_, own_fsdp, shard  # noqa: E402
 from model.train_log import MetricsLog, flat_config  # noqa: E402
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
@@ -86,15 +86,13 @@ def train(cfg: Config, accelerator: Accelerator) -> None:
     if sharded_here:
         model = shard(model, cfg, accelerator)
 
-    peak, final = scaled_lr(t)
-    optimizer = torch.optim.AdamW(groups, lr=peak, betas=t.betas, eps=t.eps)
+    optimizer = adamw(groups, t)  # the scaled peak lr, the config's betas and eps
     if sharded_here:
         optimizer = accelerator.prepare(optimizer)
     else:
         model, optimizer = accelerator.prepare(model, optimizer)
     # Our own per-optimiser-step schedule (not prepared: accelerate would step it once per process).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(
-        s, total=total_steps, warmup=steps_per_epoch * t.warmup_epochs, peak=peak, final=final) / peak)
+    scheduler = lr_schedule(optimizer, t, steps_per_epoch)
 
     # Resume from the newest state, if any; otherwise a fresh start.
     start_epoch, start_step, global_step = 0, 0, 0

@@ -201,7 +201,7 @@ def _from_object(path: str, obj) -> LoadedWeights:
         meta = obj.get("frostline") if isinstance(obj.get("frostline"), dict) else {}
         qg = meta.get("quick_gelu", True if name and "quickgelu" in name.lower() else None)
         return LoadedWeights(path, "open_clip", _drop_openai_extras(sd), quick_gelu=qg,
-                             boundary=meta.get("boundary"), model_name=name)
+                             boundary=meta.get("boundary"), temporal=meta.get("temporal"), model_name=name)
     sd = _strip(_only_tensors(obj, path, "the file"), "module.")
     if any(k.startswith("model.visual.") for k in sd):  # a bare PySlowFast model_state
         return _pyslowfast(path, sd)

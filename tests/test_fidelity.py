@@ -1,11 +1,15 @@
 """Every method fact of FROSTER that frostline reproduces, pinned: templates, prompt composition, presets, the
 projectors, neighbour attention in every block, evaluation precision, and what the official switch changes.
 
-Each test names the fact; docs/fidelity.md lists them with the official value and its source file.
+Each test names the fact and checks it where a user meets it: a preset through load_config, build_model, the
+optimiser and schedule train.py builds, the accelerator it launches, the model's own forward. docs/fidelity.md
+lists them with the official value and its source file.
 """
 from __future__ import annotations
 
 import copy
+import json
+import math
 import os
 from pathlib import Path
 
@@ -14,16 +18,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from model import prompts
-from model.clip import build_clip, encode_text
+from model.build import build_model
+from model.clip import encode_text
 from model.config import load_config
 from model.data import loader_config
 from model.evaluate import eval_precision
 from model.fidelity import official_precision, resolve, startup_notes
 from model.froster import Froster, ResidualProjector
-from model.optim import param_groups, scaled_lr
-from model.temporal import block_forward, video_features
+from model.launch import make_accelerator
+from model.optim import adamw, lr_schedule, param_groups, scaled_lr
+from shards import splits
+from shards.protocols.names import k400_names
 
 CONFIGS = Path(__file__).resolve().parents[1] / "model" / "configs"
 
@@ -130,13 +138,66 @@ def test_presets_are_the_official_scripts(name):
     assert (t.weight_decay, t.clip_grad, t.betas, t.eps) == (0.01, 1.0, (0.9, 0.999), 1e-8)
     assert (d.num_frames, d.frame_stride, d.sampling, tuple(d.short_side_range), d.crop_size, d.num_views) == (
         8, 16, "dense", (224, 256), 224, 3)
-    assert (m.alpha, m.distill_weight, m.temporal) == (0.1, 2.0, "neighbour")  # alpha and lambda
+    assert (m.alpha, m.distill_weight) == (0.1, 2.0)                          # alpha and lambda
+    assert (m.temporal, m.boundary) == (None, None)                           # the weights decide
     assert cfg.eval.precision == "fp32"
     assert not startup_notes(cfg)                                              # nothing scaled, no switch
 
 
-def test_alpha_and_lambda_reach_the_model(tiny):
-    assert tiny.proj_v.alpha == tiny.proj_t.alpha == 0.1 and tiny.distill_weight == 2.0
+def tiny_preset(name: str, *overrides: str):
+    """A preset as a user loads it, on the tiny CLIP (random weights, 64-pixel crops) this machine can run."""
+    return load_config(CONFIGS / f"{name}.yaml", ["model.pretrained=null", "model.clip=frostline-tiny",
+                                                  "data.crop_size=64", *overrides])
+
+
+CLIPS = torch.randn(2, 3, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+
+
+@pytest.mark.parametrize("overrides, alpha, lam", [((), 0.1, 2.0),
+                                                   (("model.alpha=0.3", "model.distill_weight=0.5"), 0.3, 0.5)])
+def test_alpha_and_lambda_reach_the_model(overrides, alpha, lam):
+    """The preset's alpha and lambda (or the user's) are the ones build_model's projectors and loss use."""
+    torch.manual_seed(0)
+    model = build_model(tiny_preset("b2n_k400", *overrides))
+    for p in (model.proj_v, model.proj_t):
+        nn.init.normal_(p.fc2.weight, std=0.5)                                  # a trained, nonzero projector
+    z = F.normalize(torch.randn(4, model.proj_v.fc1.in_features), dim=-1)
+    with torch.no_grad():
+        for p in (model.proj_v, model.proj_t):
+            torch.testing.assert_close(p(z), z + alpha * p.fc2(F.gelu(p.fc1(z))))
+    model.set_classes(ENTRIES)
+    with torch.no_grad():
+        out = model(CLIPS, torch.tensor([0, 2]), template=4)
+    assert out.loss.item() == pytest.approx((out.ce + lam * (out.distill_visual + out.distill_text)).item(),
+                                            rel=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_train_builds_the_official_adamw_and_schedule_from_every_preset(name):
+    """The optimiser train.py builds (model.optim.adamw over param_groups) and its per-step schedule."""
+    cfg = tiny_preset(name)
+    t = cfg.train
+    optimizer = adamw(param_groups(build_model(cfg), t.weight_decay, t.decay_scalars), t)
+    assert type(optimizer) is torch.optim.AdamW
+    decay, no_decay = optimizer.param_groups
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.01, 0.0)
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
+    for g in optimizer.param_groups:
+        assert (g["betas"], g["eps"], g["amsgrad"]) == ((0.9, 0.999), 1e-8, False)
+    steps = 5                                                                  # optimiser steps per epoch
+    schedule = lr_schedule(optimizer, t, steps)
+    lrs = []
+    for _ in range(steps * t.epochs + 1):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    warm = steps * 2                                                           # 2 warm-up epochs, per step
+    assert lrs[0] == pytest.approx(3.33e-8) and lrs[warm] == pytest.approx(3.33e-6)
+    assert lrs[warm // 2] == pytest.approx((3.33e-8 + 3.33e-6) / 2)          # linear warm-up
+    mid = warm + (steps * t.epochs - warm) // 2
+    if (steps * t.epochs - warm) % 2 == 0:                                     # cosine: half-way at the middle
+        assert lrs[mid] == pytest.approx((3.33e-8 + 3.33e-6) / 2)
+    assert lrs[-1] == pytest.approx(3.33e-8) and all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1:]))
 
 
 def test_projector_init_first_kaiming_normal_no_bias_second_zero():
@@ -153,28 +214,72 @@ def test_projector_init_first_kaiming_normal_no_bias_second_zero():
     torch.testing.assert_close(p(z), z)                                       # the identity at step 0
 
 
-def test_neighbour_attention_in_every_block_of_the_vision_tower():
-    """The input of block i+1 is block i's neighbour-attention output, for every block, and that differs from
-    the block's own per-image attention."""
+def reference_block(block, x: torch.Tensor, frames: int, boundary: str) -> torch.Tensor:
+    """One ViT block computed the way the official code describes it, written out here (no frostline code): the
+    queries of frame t attend to the tokens of frames t-1, t, t+1; past either end, zero tokens (`zeros`) or
+    nothing (`mask`); then CLIP's own output projection, residuals and MLP."""
+    attn, (bt, length, dim) = block.attn, x.shape
+    heads = attn.num_heads
+    q, k, v = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).split(dim, dim=-1)
+    out = torch.zeros_like(x)
+    for i in range(bt):
+        clip, t = divmod(i, frames)
+        keys, values = [], []
+        for n in (t - 1, t, t + 1):
+            if 0 <= n < frames:
+                keys.append(k[clip * frames + n])
+                values.append(v[clip * frames + n])
+            elif boundary == "zeros":
+                keys.append(torch.zeros_like(k[i]))
+                values.append(torch.zeros_like(v[i]))
+        kk, vv = torch.cat(keys), torch.cat(values)                             # [n * L, D]
+        for h in range(heads):
+            part = slice(h * dim // heads, (h + 1) * dim // heads)
+            w = torch.softmax(q[i, :, part] @ kk[:, part].T / math.sqrt(dim // heads), dim=-1)
+            out[i, :, part] = w @ vv[:, part]
+    x = x + block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+@pytest.mark.parametrize("boundary", ["mask", "zeros"])
+def test_neighbour_attention_in_every_block_of_the_vision_tower(boundary):
+    """The student of build_model encodes a clip exactly as neighbour attention in every block (frames t-1, t, t+1
+    as keys and values), with the configured boundary: checked against the written-out reference above."""
     torch.manual_seed(0)
-    clip, _ = build_clip("frostline-tiny", pretrained=None)
-    clip.eval()
-    blocks = clip.visual.transformer.resblocks
-    seen: list[torch.Tensor] = []
-    hooks = [b.ln_1.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
-             for b in blocks]
-    frames = 4
-    images = torch.randn(2 * frames, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    model = build_model(tiny_preset("b2n_k400", f"model.boundary={boundary}")).double().eval()
+    visual = model.student.clip.visual
+    clips = CLIPS.double()
     with torch.no_grad():
-        video_features(clip.visual, images, frames)
-        for h in hooks:
-            h.remove()
-        assert len(seen) == len(blocks) >= 2
-        for i in range(len(blocks) - 1):
-            expected = block_forward(blocks[i], seen[i], frames)
-            torch.testing.assert_close(seen[i + 1], expected, rtol=1e-5, atol=1e-5)
-            plain = blocks[i](seen[i])
-            assert (seen[i + 1] - plain).norm() > 1e-3 * plain.norm()
+        got = model.student.encode_video(clips)
+        x = visual._embeds(clips.flatten(0, 1))                                # open_clip's patch + position embed
+        for block in visual.transformer.resblocks:
+            x = reference_block(block, x, clips.shape[1], boundary)
+        want = F.normalize(visual._pool(x)[0] @ visual.proj, dim=-1).view_as(got)
+        plain = F.normalize(visual(clips.flatten(0, 1)), dim=-1).view_as(got)
+    assert len(visual.transformer.resblocks) >= 2
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    assert (got[:, 1] - plain[:, 1]).norm() > 1e-3                            # not per-image CLIP
+
+
+def test_the_teacher_is_the_loaded_clip_frozen_with_no_temporal_attention():
+    """build_model's teacher sees each frame as an image: permuting the frames permutes its features, and its
+    features are plain CLIP's; the loss's visual distillation targets are those features."""
+    torch.manual_seed(0)
+    model = build_model(tiny_preset("b2n_k400"))
+    perm = [2, 0, 1]
+    with torch.no_grad():
+        teacher = model.teacher_video(CLIPS)
+        torch.testing.assert_close(model.teacher_video(CLIPS[:, perm]), teacher[:, perm], rtol=1e-5, atol=1e-6)
+        plain = F.normalize(model.teacher.encode_image(CLIPS.flatten(0, 1)), dim=-1).view_as(teacher)
+        torch.testing.assert_close(teacher, plain, rtol=1e-5, atol=1e-6)
+        student = model.student.encode_video(CLIPS)                            # the student does see neighbours
+        assert (model.student.encode_video(CLIPS[:, perm]) - student[:, perm]).norm() > 1e-3
+        model.set_classes(ENTRIES)
+        out = model(CLIPS, torch.tensor([0, 1]), template=0)                   # zero-init projectors: z' = z
+        want = (1 - (student * plain).sum(-1)).mean()
+    assert out.distill_visual.item() == pytest.approx(want.item(), rel=1e-5)
+    assert not any(p.requires_grad for p in model.teacher.parameters()) and not model.teacher.training
+    assert not any(n.startswith("teacher.") for n, _ in model.named_trainable_parameters())
 
 
 def test_evaluation_precision_is_fp32_by_default():
@@ -186,10 +291,43 @@ def test_evaluation_precision_is_fp32_by_default():
         assert (a @ b).dtype == torch.bfloat16
 
 
+@pytest.fixture
+def fresh_accelerator_state():
+    from accelerate.state import AcceleratorState
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)       # accelerate's state is process-wide
+
+
+@pytest.mark.parametrize("overrides, dtype", [((), torch.bfloat16), (("model.fidelity=official",), None)])
+def test_training_precision_reaches_the_accelerator_and_the_forward(overrides, dtype, fresh_accelerator_state,
+                                                                    tmp_path, monkeypatch):
+    """The preset's train.mixed_precision is the accelerator's, and the prepared model's forward (train.py's
+    training step) runs its matrix products in that dtype: bf16 by default; under the switch fp16 on a GPU and
+    fp32 on a CPU (official_precision)."""
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    cfg = tiny_preset("b2n_k400", f"output_dir={tmp_path}", *overrides)
+    accelerator = make_accelerator(cfg)
+    want = dtype or {"fp16": torch.float16, "no": torch.float32}[official_precision(accelerator.device.type == "cuda")]
+    assert accelerator.mixed_precision == cfg.train.mixed_precision == {
+        torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "no"}[want]
+    model = build_model(cfg)
+    model.set_classes(ENTRIES)
+    model = accelerator.prepare(model)
+    seen = []
+    fc = accelerator.unwrap_model(model).student.clip.visual.transformer.resblocks[0].mlp.c_fc
+    fc.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    model(CLIPS.to(accelerator.device), torch.tensor([0, 1], device=accelerator.device), template=0)
+    assert seen and set(seen) == {want}
+    if want == torch.float16:
+        assert accelerator.scaler is not None                                  # fp16: a GradScaler
+
+
 def test_official_switch_sets_every_official_behaviour():
     default = load_config(CONFIGS / "b2n_k400.yaml")
     cfg = load_config(CONFIGS / "b2n_k400.yaml", ["model.fidelity=official", "train.global_batch=64"])
-    assert (default.model.boundary, cfg.model.boundary) == ("mask", "zeros")
+    assert (default.model.boundary, cfg.model.boundary) == (None, "zeros")     # None: the weights decide
+    plain = build_model(tiny_preset("b2n_k400")).student                      # CLIP weights: neighbour, mask
+    assert (plain.temporal, plain.boundary) == ("neighbour", "mask")
     assert (default.data.force_flip, cfg.data.force_flip) == (False, True)
     assert (default.train.decay_scalars, cfg.train.decay_scalars) == (False, True)
     assert (default.model.prompts, cfg.model.prompts) == ("frostline", "official")
@@ -205,15 +343,18 @@ def test_official_switch_sets_every_official_behaviour():
     assert loader.force_flip and not loader_config(default, train=True, batch_size=4, device="cpu").force_flip
 
 
-def test_logit_scale_decays_only_under_the_switch(tiny):
-    def decayed(flag):
-        groups = param_groups(tiny, 0.01, flag)
-        return {id(p) for p in groups[0]["params"]}
-    scale = tiny.student.clip.logit_scale
-    assert scale.ndim == 0
-    assert id(scale) not in decayed(False) and id(scale) in decayed(True)
-    one_d = [p for _, p in tiny.named_trainable_parameters() if p.ndim == 1]
-    assert one_d and not any(id(p) in decayed(True) for p in one_d)          # 1-D: never (ZERO_WD_1D_PARAM)
+@pytest.mark.parametrize("overrides, decays", [((), False), (("model.fidelity=official",), True)])
+def test_logit_scale_decays_only_under_the_switch(overrides, decays):
+    """In the optimiser train.py builds: logit_scale (0-D) decays only under the switch; 1-D parameters never."""
+    cfg = tiny_preset("b2n_k400", *overrides)
+    model = build_model(cfg)
+    decay, no_decay = adamw(param_groups(model, cfg.train.weight_decay, cfg.train.decay_scalars),
+                            cfg.train).param_groups
+    scale = model.student.clip.logit_scale
+    assert scale.ndim == 0 and decay["weight_decay"] == 0.01
+    assert any(p is scale for p in (decay if decays else no_decay)["params"])
+    one_d = [p for _, p in model.named_trainable_parameters() if p.ndim == 1]
+    assert one_d and not any(p is q for p in one_d for q in decay["params"])  # 1-D: never (ZERO_WD_1D_PARAM)
 
 
 def test_boundary_zeros_changes_only_what_it_should(tiny):
@@ -246,3 +387,67 @@ def test_official_prompts_and_zero_shot_baseline(tiny):
         mine = copy.deepcopy(tiny)
         mine.set_classes(ENTRIES)
         assert (mine.class_features(zero_shot=True) - baseline).norm() > 1e-3     # the default: 29 composed
+
+
+# FROSTER's rephrased Kinetics-400 file (label_rephrase/k400_rephrased_classes.json) names 8 classes otherwise than
+# the official name-only file (label_db/k400-index2cls.json); official spelling -> rephrased spelling.
+K400_REPHRASED_SPELLING = {
+    "barbequing": "Barbecuing", "driving car": "Driving a car", "driving tractor": "Driving a tractor",
+    "eating burger": "Eating a burger", "giving or receiving award": "Giving or receiving an award",
+    "skiing (not slalom or crosscountry)": "Skiing (not slalom or cross-country)",
+    "skiing crosscountry": "Skiing cross-country", "swimming breast stroke": "Swimming breaststroke"}
+
+
+def test_official_zero_shot_names_are_the_official_k400_spelling(tmp_path):
+    """K400 classes described by a file in FROSTER's rephrased format: the official switch's name-only zero-shot
+    baseline spells all 400 as the official name-only file (written here in label_db/k400-index2cls.json's format)
+    does, not as the descriptions' Names."""
+    from test_splits import kinetics_rows, make_store
+
+    names = list(k400_names())
+    assert len(names) == 400 and set(K400_REPHRASED_SPELLING) <= set(names)
+    official = tmp_path / "k400-index2cls.json"
+    official.write_text(json.dumps({str(i): n for i, n in enumerate(names)}))
+    rephrased = {str(i): f"{K400_REPHRASED_SPELLING.get(n, n[:1].upper() + n[1:])}: a clip of {n}"
+                 for i, n in enumerate(names)}
+    k400 = splits.Manifest.load(make_store(tmp_path / "k400", "k400", names,
+                                           kinetics_rows(names, train=1, val=1, test=0)))
+    plan = splits.cross_train(k400, class_names=json.dumps(rephrased), class_names_path="k400_rephrased.json")
+    classes = [(c.label, c.class_name, c.prompt) for c in plan.files[0].classes]
+    texts = prompts.class_texts(classes)
+    assert all(":" in t for t in texts)                                        # every class has its description
+    want = [n for _, n in sorted((int(k), v) for k, v in json.loads(official.read_text()).items())]
+    got = prompts.name_only(classes, "k400")
+    assert got == want
+    copies = [(i, K400_REPHRASED_SPELLING.get(n, n.replace(" ", "_")), rephrased[str(i)])
+              for i, n in enumerate(names)]
+    assert prompts.name_only(copies, "k400") == want           # folder names, FROSTER's spellings: the official
+    assert prompts.name_only([(0, "barbequing", "Barbecuing")], "k400") == ["Barbecuing"]   # a user's own name
+    described = [prompts.split_text(t)[0] for t in texts]                      # what the baseline used to take
+    assert sum(a.lower() != b.lower() for a, b in zip(described, want)) == 8
+    model = Froster.build("frostline-tiny", None, prompt_style="official", zero_shot_templates=28)
+    some = [0, 1] + [i for i, n in enumerate(names) if n in K400_REPHRASED_SPELLING]
+    model.set_classes([texts[i] for i in some], names=[got[i] for i in some])
+    table = [[t.format(want[i]) for i in some] for t in OFFICIAL_TEMPLATES]
+    assert prompts.zero_shot_table(model.class_names) == table
+    with torch.no_grad():                                                     # the baseline's class features
+        each = torch.stack([encode_text(model.teacher, model.tokenizer(row)) for row in table])
+        torch.testing.assert_close(model.class_features(zero_shot=True), F.normalize(each.mean(0), dim=-1),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_gives_the_zero_shot_baseline_the_name_only_spelling(tmp_path, fresh_accelerator_state):
+    """evaluate's split loop hands the model the classes' name-only spelling beside their described texts."""
+    from accelerate import Accelerator
+    from model.evaluate import evaluate_split
+    from train_data import make_dataset, write_tiny_config
+
+    make_dataset(tmp_path / "d", num_classes=2, groups=4, clips=1, frames=12, workers=1, described=True)
+    cfg = load_config(write_tiny_config(tmp_path / "c.yaml", tmp_path / "d" / "splits", tmp_path / "run",
+                                        eval_batch=4, train={}), ["model.fidelity=official"])
+    model = Froster.build("frostline-tiny", None, prompt_style="official", zero_shot_templates=28).eval()
+    url = str(tmp_path / "d" / "splits" / "base2novel" / "ucf101" / "eval_base.parquet")
+    result = evaluate_split(model, url, cfg, Accelerator(cpu=True), zero_shot=True, dataset="ucf101")
+    assert result["num_samples"] > 0 and all(":" in t for t in model.class_texts)
+    names = [t.split(":")[0] for t in model.class_texts]                      # "red circle moving left"
+    assert model.class_names == [n.title() for n in names]                   # the class's readable name

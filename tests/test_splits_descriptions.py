@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shards import splits
-from shards.protocols.names import loose, normalise, parse_label_list, readable_name
+from shards.protocols.names import k400_names, loose, normalise, parse_label_list, readable_name
 from test_splits import LABELS, REPO, kinetics_rows, make_store, ucf_rows
 from test_splits_published import froster_tree, write
 
@@ -44,6 +44,26 @@ UCF101_CLASSIND = ['ApplyEyeMakeup', 'ApplyLipstick', 'Archery', 'BabyCrawling',
     'SumoWrestling', 'Surfing', 'Swing', 'TableTennisShot', 'TaiChi', 'TennisSwing', 'ThrowDiscus',
     'TrampolineJumping', 'Typing', 'UnevenBars', 'VolleyballSpiking', 'WalkingWithDog', 'WallPushups',
     'WritingOnBoard', 'YoYo']
+
+# The Names of FROSTER's rephrased UCF101 file (label_rephrase/ucf101_rephrased_classes.json), in classInd order:
+# what a user's --class-names file holds before "Name: description"
+OFFICIAL_UCF101_NAMES = [
+    'Apply Eye Makeup', 'Apply Lipstick', 'Archery', 'Baby Crawling', 'Balance Beam', 'Band Marching',
+    'Baseball Pitch', 'Basketball', 'Basketball Dunk', 'Bench Press', 'Biking', 'Billiards', 'Blow Dry Hair',
+    'Blowing Candles', 'Body Weight Squats', 'Bowling', 'Boxing Punching Bag', 'Boxing Speed Bag', 'Breast Stroke',
+    'Brushing Teeth', 'Clean And Jerk', 'Cliff Diving', 'Cricket Bowling', 'Cricket Shot', 'Cutting In Kitchen',
+    'Diving', 'Drumming', 'Fencing', 'Field Hockey Penalty', 'Floor Gymnastics', 'Frisbee Catch', 'Front Crawl',
+    'Golf Swing', 'Haircut', 'Hammering', 'Hammer Throw', 'Handstand Pushups', 'Handstand Walking', 'Head Massage',
+    'High Jump', 'Horse Race', 'Horse Riding', 'Hula Hoop', 'Ice Dancing', 'Javelin Throw', 'Juggling Balls',
+    'Jumping Jack', 'Jump Rope', 'Kayaking', 'Knitting', 'Long Jump', 'Lunges', 'Military Parade', 'Mixing',
+    'Mopping Floor', 'Nunchucks', 'Parallel Bars', 'Pizza Tossing', 'Playing Cello', 'Playing Daf', 'Playing Dhol',
+    'Playing Flute', 'Playing Guitar', 'Playing Piano', 'Playing Sitar', 'Playing Tabla', 'Playing Violin',
+    'Pole Vault', 'Pommel Horse', 'Pull Ups', 'Punch', 'Push Ups', 'Rafting', 'Rock Climbing Indoor',
+    'Rope Climbing', 'Rowing', 'Salsa Spin', 'Shaving Beard', 'Shotput', 'Skate Boarding', 'Skiing', 'Skijet',
+    'Sky Diving', 'Soccer Juggling', 'Soccer Penalty', 'Still Rings', 'Sumo Wrestling', 'Surfing', 'Swing',
+    'Table Tennis Shot', 'Tai Chi', 'Tennis Swing', 'Throw Discus', 'Trampoline Jumping', 'Typing', 'Uneven Bars',
+    'Volleyball Spiking', 'Walking With Dog', 'Wall Pushups', 'Writing On Board', 'Yoyo']
+OFFICIAL_UCF101 = dict(zip(UCF101_CLASSIND, OFFICIAL_UCF101_NAMES))      # classInd name -> FROSTER's Name
 
 
 def test_readable_names_rules():
@@ -76,6 +96,7 @@ def test_readable_names_equal_the_published_label_files_for_every_class():
     for name in ("kinetics_400_labels.csv", "kinetics_600_labels.csv"):
         names = _real(name)
         assert [readable_name(n) for n in names] == names
+    assert list(k400_names()) == _real("kinetics_400_labels.csv")     # the stored official name-only spelling
 
 
 def froster_file(names: list[str], seed: int = 0) -> dict[str, str]:
@@ -88,7 +109,7 @@ def froster_file(names: list[str], seed: int = 0) -> dict[str, str]:
 
 def test_make_splits_gives_every_ucf101_class_its_froster_description(tmp_path, capsys):
     store = make_store(tmp_path / "ucf", "ucf101", UCF101_CLASSIND, ucf_rows(classes=UCF101_CLASSIND))
-    entries = froster_file([readable_name(n) for n in UCF101_CLASSIND])
+    entries = froster_file(OFFICIAL_UCF101_NAMES)
     path = tmp_path / "ucf101_rephrased_classes.json"
     path.write_text(json.dumps(entries))
     rc = make_splits.main(["--protocol", "base2novel", "--dataset", "ucf101", "--manifest", store, "--out",
@@ -100,7 +121,7 @@ def test_make_splits_gives_every_ucf101_class_its_froster_description(tmp_path, 
                + pq.read_table(folder / "classes_novel.parquet").to_pylist())
     by_name = {v.split(":")[0]: v for v in entries.values()}
     assert len(classes) == 101
-    assert all(c["prompt"] == by_name[readable_name(c["class_name"])] for c in classes)
+    assert all(c["prompt"] == by_name[OFFICIAL_UCF101[c["class_name"]]] for c in classes)
     assert "101 of 101 classes got a description" in out.out and "WARNING" not in out.err
 
 
@@ -108,12 +129,12 @@ def test_unknown_name_is_an_error_and_a_missing_class_a_warning(tmp_path, capsys
     classes = UCF101_CLASSIND[:6]
     store = make_store(tmp_path / "ucf", "ucf101", classes, ucf_rows(classes=classes))
     path = tmp_path / "c.json"
-    path.write_text(json.dumps(froster_file([readable_name(n) for n in classes[:5]] + ["Juggling Chainsaws"])))
+    path.write_text(json.dumps(froster_file([OFFICIAL_UCF101[n] for n in classes[:5]] + ["Juggling Chainsaws"])))
     args = ["--protocol", "base2novel", "--dataset", "ucf101", "--manifest", store, "--out", str(tmp_path / "o"),
             "--shots", "2", "--class-names", str(path)]
     assert make_splits.main(args) == 2
     assert "entry names no class of the dataset: 'Juggling Chainsaws'" in capsys.readouterr().err
-    path.write_text(json.dumps(froster_file([readable_name(n) for n in classes[:5]])))
+    path.write_text(json.dumps(froster_file([OFFICIAL_UCF101[n] for n in classes[:5]])))
     assert make_splits.main(args) == 0
     out = capsys.readouterr()
     assert "5 of 6 classes got a description" in out.out
@@ -140,7 +161,7 @@ def test_froster_split_format_picks_the_rephrased_files(tmp_path):
     write(root / "zs_label_db/B2N_ucf101/train_rephrased.json", [json.dumps(train_file)])
     write(root / "zs_label_db/B2N_ucf101/test_rephrased.json", [json.dumps(test_file)])
     write(root / "zs_label_db/B2N_k400_s1/train_rephrased.json", ["{}"])      # other datasets' files are ignored
-    full = froster_file([readable_name(n) for n in UCF_CLASSES], 3)
+    full = froster_file([OFFICIAL_UCF101[n] for n in UCF_CLASSES], 3)
     write(root / "label_rephrase/ucf101_rephrased_classes.json", [json.dumps(full)])
     plan = splits.base2novel(ucf, split_files=str(root), shots=3, split_format="froster")
     got = {f.classes_name: {c.class_name: c.prompt for c in f.classes} for f in plan.files}

@@ -8,9 +8,10 @@ from pathlib import Path
 
 
 def make_dataset(out: Path, *, num_classes: int, groups: int, clips: int, frames: int, workers: int,
-                 seed: int = 0) -> None:
+                 seed: int = 0, described: bool = False) -> None:
     """Videos under OUT/raw, shards under OUT/shards, split files under OUT/splits (16 shots, one training set).
-    Each class's prompt spells its attributes ("red circle moving left"), so class texts share words."""
+    Each class's prompt spells its attributes ("red circle moving left"), so class texts share words; `described`:
+    in FROSTER's "Name: description" form ("red circle moving left: a red circle ...")."""
     from shards import splits
     from shards.generated import synthetic
     from shards.convert import convert_dataset
@@ -20,7 +21,9 @@ def make_dataset(out: Path, *, num_classes: int, groups: int, clips: int, frames
     syn = synthetic.make_ucf101(str(raw), num_classes=num_classes, groups=groups, clips=clips, width=64, height=48,
                                 num_frames=frames, quirks=False, learnable=True, seed=seed)
     convert_dataset("ucf101", str(raw), str(store), workers=workers, short_side=64, progress=False)
-    prompts = json.dumps({c: re.sub(r"(?<!^)(?=[A-Z])", " ", c).lower() for c in syn.classes})
+    words = {c: re.sub(r"(?<!^)(?=[A-Z])", " ", c).lower() for c in syn.classes}
+    prompts = json.dumps({c: f"{w}: a {w.split(' moving')[0]} on a plain background" if described else w
+                          for c, w in words.items()})
     (out / "class_names.json").write_text(prompts)
     m = splits.Manifest.load(str(store), "ucf101")
     plan = splits.base2novel(m, shots=16, seed=seed, num_train_sets=1, class_names=prompts,

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    export_clip(model.state_dict(), a.output, info.name, quick_gelu=info.quick_gelu, boundary=info.boundary)
+    export_clip(model.state_dict(), a.output, info.name, quick_gelu=info.quick_gelu, boundary=info.boundary,
+                temporal=info.temporal)
     name = torch.load(a.output, map_location="cpu", weights_only=True)["model_name"]
     w = info.weights
     print(json.dumps({"input": a.input, "weights": str(source), "format": w.kind, "architecture": info.name,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 
 _INTEGER = re.compile(r"-?[0-9]{1,18}")   # a label id as the files write it (ASCII digits)
@@ -123,6 +125,28 @@ def loose(name: str) -> str:
     words = [w for w in re.split(r"[^0-9a-z]+", name.lower()) if w and w not in ("a", "an", "the")]
     key = "".join(words)
     return ALIASES.get(key, key)
+
+
+@lru_cache(maxsize=1)
+def k400_names() -> tuple[str, ...]:
+    """Kinetics-400's class names as the official name-only label file spells them (k400_names.txt)."""
+    lines = Path(__file__).with_name("k400_names.txt").read_text().splitlines()
+    return tuple(ln for ln in lines if ln and not ln.startswith("#"))
+
+
+def official_name(name: str, dataset: str | None = None) -> str:
+    """A class's name without description, spelled as the official code's name-only label files
+    (`*index2cls.json`). Those equal the published label lists, i.e. `readable_name`; for Kinetics-400 a known
+    spelling variant ("Driving a car", "Barbecuing", "Skiing cross-country": FROSTER's rephrased files) takes
+    Kinetics-400's own spelling ("driving car", "barbequing", "skiing crosscountry")."""
+    text = readable_name(name)
+    if dataset != "k400":
+        return text
+    names = k400_names()
+    lower = {n.lower(): n for n in names}
+    if text.lower() in lower:
+        return lower[text.lower()]
+    return {loose(n): n for n in names}.get(loose(text), text)
 
 
 class Descriptions(dict):
