@@ -69,7 +69,7 @@ def pretrained_clip(out: Path, *, steps: int, images: int, seed: int = 0, log=sa
 
 def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets: int, frames: int = 16,
                   seed: int = 0, workers: int = 1, shard_size: str = "512MB", order: str = "shuffled",
-                  val_groups: tuple[int, ...] = (), log=say) -> dict:
+                  val_groups: tuple[int, ...] = (), afterimage: bool = True, log=say) -> dict:
     """Generate -> make_shards (`shard_size`, `order`) -> make_splits (skipping what is done) under `out`: splits/
     (the test split), and with `val_groups` also splits_val/ (base validation clips) and splits_static/ (the test
     split with static-only class names). Returns the class lists and the number of shards."""
@@ -78,7 +78,7 @@ def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets:
 
     raw, store = out / "raw", out / "shards"
     settings = {"groups": groups, "clips": clips, "shots": shots, "train_sets": train_sets, "frames": frames,
-                "seed": seed, "val_groups": list(val_groups), "afterimage": False,
+                "seed": seed, "val_groups": list(val_groups), "afterimage": afterimage,
                 "base": [c.prompt for c in world.BASE_CLASSES], "novel": [c.prompt for c in world.NOVEL_CLASSES]}
     done = raw / ".complete"
     if done.exists() and json.loads(done.read_text())["settings"] != json.loads(json.dumps(settings)):
@@ -88,7 +88,7 @@ def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets:
         shutil.rmtree(raw, ignore_errors=True)
         ds = world.make_b2n_ucf101(str(raw), list(world.BASE_CLASSES), list(world.NOVEL_CLASSES), groups=groups,
                                    clips=clips, shots=shots, num_train_sets=train_sets, frames=frames, seed=seed,
-                                   val_groups=tuple(val_groups), afterimage=False)
+                                   val_groups=tuple(val_groups), afterimage=afterimage)
         every = list(world.BASE_CLASSES) + list(world.NOVEL_CLASSES)
         done.write_text(json.dumps({"settings": settings, "class_names": ds.class_names,
                                     "static_names": {c.name: c.static_prompt for c in every},
@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0, 1], help="pre-training seeds of the CLIP")
     ap.add_argument("--world-seeds", type=int, nargs="+", default=[0, 1],
                     help="seeds of the generated videos (training, validation and test clips)")
-    ap.add_argument("--sweep-lrs", type=float, nargs="+", default=[1e-3, 5e-3])
+    ap.add_argument("--sweep-lrs", type=float, nargs="+", default=[1e-3, 3e-3])
     ap.add_argument("--sweep-epochs", type=int, nargs="+", default=[5, 10])
     ap.add_argument("--alphas", type=float, nargs="*", default=[1.0], help="ablation: model.alpha values")
     ap.add_argument("--lambdas", type=float, nargs="*", default=[8.0], help="ablation: model.distill_weight values")
