@@ -78,7 +78,7 @@ def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets:
 
     raw, store = out / "raw", out / "shards"
     settings = {"groups": groups, "clips": clips, "shots": shots, "train_sets": train_sets, "frames": frames,
-                "seed": seed, "val_groups": list(val_groups), "afterimage": afterimage,
+                "seed": seed, "val_groups": list(val_groups), "afterimage": afterimage, "fixed": world.EXPERIMENT_NUISANCE,
                 "base": [c.prompt for c in world.BASE_CLASSES], "novel": [c.prompt for c in world.NOVEL_CLASSES]}
     done = raw / ".complete"
     if done.exists() and json.loads(done.read_text())["settings"] != json.loads(json.dumps(settings)):
@@ -88,7 +88,8 @@ def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets:
         shutil.rmtree(raw, ignore_errors=True)
         ds = world.make_b2n_ucf101(str(raw), list(world.BASE_CLASSES), list(world.NOVEL_CLASSES), groups=groups,
                                    clips=clips, shots=shots, num_train_sets=train_sets, frames=frames, seed=seed,
-                                   val_groups=tuple(val_groups), afterimage=afterimage)
+                                   val_groups=tuple(val_groups), afterimage=afterimage,
+                                   fixed=world.EXPERIMENT_NUISANCE)
         every = list(world.BASE_CLASSES) + list(world.NOVEL_CLASSES)
         done.write_text(json.dumps({"settings": settings, "class_names": ds.class_names,
                                     "static_names": {c.name: c.static_prompt for c in every},
@@ -268,7 +269,7 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], pretrain_s
         sweep[label] = []
         for lr in sweep_lrs:
             for ep in sweep_epochs:
-                r = run(out, f"sweep_{key}_lr{lr:g}_ep{ep}", [f"train.lr={lr}", f"train.epochs={ep}", *ov, *extra],
+                r = run(out, f"sweep_{key}_lr{lr:g}_ep{ep}", [f"train.lr={lr}", f"train.epochs={ep}", *extra, *ov],
                         checkpoint=ckpts[p0], splits=split_dir(w0, "splits_val"), seed=s0, train_set=t0,
                         tag=tag(p0, w0))
                 sweep[label].append({"lr": lr, "epochs": ep, "val_base_top1": r["base_top1"]})
@@ -277,8 +278,10 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], pretrain_s
         if epochs is not None:   # --epochs overrides the sweep's choice of epochs (said in the output)
             chosen[label] = {**chosen[label], "epochs": epochs}
         log(f"      chosen for {label}: lr {chosen[label]['lr']:g}, {chosen[label]['epochs']} epochs")
-    setting = {label: [f"train.lr={chosen[label]['lr']}", f"train.epochs={chosen[label]['epochs']}", *methods[label][1],
-                       *extra] for label in methods}
+    # the command line's overrides (model.alpha=..., model.distill_weight=...) reach every run, except that plain
+    # fine-tuning stays lambda = 0
+    setting = {label: [f"train.lr={chosen[label]['lr']}", f"train.epochs={chosen[label]['epochs']}", *extra,
+                       *methods[label][1]] for label in methods}
 
     log(f"[4/6] zero-shot ({len(pretrain_seeds) * len(world_seeds)} runs), plain fine-tuning and FROSTER "
         f"({len(runs)} runs each)")
@@ -418,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0, 1], help="pre-training seeds of the CLIP")
     ap.add_argument("--world-seeds", type=int, nargs="+", default=[0, 1],
                     help="seeds of the generated videos (training, validation and test clips)")
-    ap.add_argument("--sweep-lrs", type=float, nargs="+", default=[1e-3, 3e-3])
+    ap.add_argument("--sweep-lrs", type=float, nargs="+", default=[1e-3, 2e-3])
     ap.add_argument("--sweep-epochs", type=int, nargs="+", default=[5, 10])
     ap.add_argument("--alphas", type=float, nargs="*", default=[1.0], help="ablation: model.alpha values")
     ap.add_argument("--lambdas", type=float, nargs="*", default=[8.0], help="ablation: model.distill_weight values")

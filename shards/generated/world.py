@@ -4,15 +4,19 @@ A `Scene` fixes what is drawn: colour, shape, size, pattern, count, background, 
 from the scene's own seed). `render` draws it with numpy on a small canvas, deterministically:
 
 - objects move on a torus (leaving one edge, they come back on the other), spin, grow, shrink, or fade in/out;
-- every moving object leaves an *afterimage*: the outlines of where it was 3 and 6 frames earlier, drawn over the
-  frame. It is this world's physics and it makes motion visible in a single frame (direction, spin, growing vs
-  shrinking), so a CLIP pre-trained on captioned frames can ground motion words, as real CLIP grounds "running"
-  in still photos.
+- with `afterimage=True` (the default) every moving object leaves an *afterimage*: the outlines of where it was 3
+  and 6 frames earlier, drawn over the frame, so a single frame shows direction, spin and growth. Without it a
+  frame shows no trace of motion: moving left at time t is, pixel for pixel, moving right at time -t.
 
 `captions(scene, frame)` describes one rendered frame with a varied grammar (phrasings, synonyms, word orders,
-attributes mentioned or left out). `make_b2n_ucf101` writes a base-to-novel dataset of attribute+motion classes
-("red triangle spinning") in UCF101's official layout plus FROSTER's published split-file layout
-(`zs_label_db/B2N_ucf101/`), so an experiment runs through make_shards -> make_splits -> DALI -> model/train.py.
+attributes mentioned or left out); it names a motion only when the frame shows it.
+
+The base-to-novel experiment's classes (`BASE_CLASSES`, `NOVEL_CLASSES`): eight base classes share one static look
+(a red square) and differ only in motion, which a CLIP pre-trained on captioned frames without afterimages has no
+word for; eight novel classes have eight colours no base class has (all spinning), which pre-training grounded and
+base training never exercises. `make_b2n_ucf101` writes such a dataset in UCF101's official layout plus FROSTER's
+published split-file layout (`zs_label_db/B2N_ucf101/`, and with `val_groups` a validation copy), so an experiment
+runs through make_shards -> make_splits -> DALI -> model/train.py.
 """
 from __future__ import annotations
 
@@ -370,11 +374,18 @@ class WorldDataset:
     val_split_files: str | None = None        # the same, evaluating base on held-out training groups (validation)
 
 
+# what the experiment's clips fix besides the class: one big object moving quickly (pattern, background and place
+# stay nuisance), so that a clip's motion is as plain as this small canvas allows
+EXPERIMENT_NUISANCE = {"count": 1, "size": "big", "speed": "quickly"}
+
+
 def class_scene(cls: WorldClass, rng: random.Random, width: int, height: int, frames: int,
-                afterimage: bool = True) -> Scene:
-    """A random clip of a class: the class fixes colour, shape and motion; the rest is nuisance."""
+                afterimage: bool = True, fixed: dict | None = None) -> Scene:
+    """A random clip of a class: the class fixes colour, shape and motion, `fixed` other attributes; the rest is
+    nuisance."""
     while True:
-        s = replace(sample_scene(rng), colour=cls.colour, shape=cls.shape, motion=cls.motion, afterimage=afterimage)
+        s = replace(sample_scene(rng), colour=cls.colour, shape=cls.shape, motion=cls.motion, afterimage=afterimage,
+                    **(fixed or {}))
         if fits(s, width, height, frames):
             return s
 
@@ -382,7 +393,7 @@ def class_scene(cls: WorldClass, rng: random.Random, width: int, height: int, fr
 def make_b2n_ucf101(root: str, base: list[WorldClass], novel: list[WorldClass], *, groups: int = 8, clips: int = 2,
                     shots: int = 8, num_train_sets: int = 3, width: int = 32, height: int = 32, frames: int = 16,
                     fps: int = 30, seed: int = 0, val_groups: tuple[int, ...] = (), val_novel_clips: int = 1,
-                    afterimage: bool = True) -> WorldDataset:
+                    afterimage: bool = True, fixed: dict | None = None) -> WorldDataset:
     """UCF101 layout (`UCF-101/<Class>/v_<Class>_gXX_cYY.avi`, `ucfTrainTestlist/`) plus FROSTER's published
     base-to-novel lists (`zs_label_db/B2N_ucf101/`): base classes train on `shots` split-1 training videos each
     (a different draw per training set), base and novel evaluate on the split-1 test groups.
@@ -390,7 +401,8 @@ def make_b2n_ucf101(root: str, base: list[WorldClass], novel: list[WorldClass], 
     `val_groups` (split-1 training groups) are held out of every training set and become the base validation
     clips of a second list folder, `zs_label_db_val/B2N_ucf101/` (same training sets; its novel list holds only
     `val_novel_clips` clips a class from those groups, because the format needs one: hyperparameters are chosen on
-    its base accuracy alone)."""
+    its base accuracy alone). Novel classes, which never train, get videos in the test groups only (and those
+    validation clips). `fixed`: scene attributes every clip shares (e.g. EXPERIMENT_NUISANCE)."""
     from shards.generated.synthetic import write_video  # the same encoder as the other generated datasets
 
     classes = list(base) + list(novel)
@@ -407,9 +419,11 @@ def make_b2n_ucf101(root: str, base: list[WorldClass], novel: list[WorldClass], 
     for ci, cls in enumerate(classes):
         for g in range(1, groups + 1):
             for c in range(1, clips + 1):
+                if cls in novel and (g - 1) % 4 and (g not in val_groups or c > val_novel_clips):
+                    continue                                   # a novel class's training video: never used
                 stem = f"v_{cls.name}_g{g:02d}_c{c:02d}"
                 rel = f"{cls.name}/{stem}.avi"
-                scene = class_scene(cls, rng, width, height, frames, afterimage)
+                scene = class_scene(cls, rng, width, height, frames, afterimage, fixed)
                 write_video(os.path.join(root, "UCF-101", rel), render(scene, width, height, frames).frames, fps)
                 n += 1
                 for k in (1, 2, 3):
