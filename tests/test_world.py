@@ -181,8 +181,10 @@ def test_b2n_dataset_layout_and_split_lists(tmp_path):
     base = w.class_grid(("red",), ("square",), ("moving left", "spinning"))
     novel = w.class_grid(("yellow",), ("circle",), ("moving up", "growing"))
     ds = w.make_b2n_ucf101(str(tmp_path), base, novel, groups=4, clips=1, shots=2, num_train_sets=2, frames=8)
-    assert ds.videos == 16 and ds.class_names["RedSquareMovingLeft"] == "red square moving left"
-    assert (tmp_path / "UCF-101" / "YellowCircleGrowing" / "v_YellowCircleGrowing_g03_c01.avi").stat().st_size > 0
+    # base classes: every group; novel classes (which never train): the test group only
+    assert ds.videos == 2 * 4 + 2 * 1 and ds.class_names["RedSquareMovingLeft"] == "red square moving left"
+    assert (tmp_path / "UCF-101" / "YellowCircleGrowing" / "v_YellowCircleGrowing_g01_c01.avi").stat().st_size > 0
+    assert not (tmp_path / "UCF-101" / "YellowCircleGrowing" / "v_YellowCircleGrowing_g03_c01.avi").exists()
     ind = (tmp_path / "ucfTrainTestlist" / "classInd.txt").read_bytes()
     assert ind.startswith(b"1 RedSquareMovingLeft\r\n")
     b2n = tmp_path / "zs_label_db" / "B2N_ucf101"

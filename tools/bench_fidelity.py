@@ -346,7 +346,7 @@ def world_arguments(description: str, quick_help: str) -> argparse.ArgumentParse
     ap.add_argument("--out", required=True, help="folder for everything (re-running resumes)")
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (train.seed)")
-    ap.add_argument("--train-sets", type=int, nargs="+", default=[1, 2], help="few-shot training sets")
+    ap.add_argument("--train-sets", type=int, nargs="+", default=[1], help="few-shot training sets")
     ap.add_argument("--epochs", type=int, default=None, help="default: the config's train.epochs (bench_fidelity: "
                     "the sweep's choice)")
     ap.add_argument("--pretrain-steps", type=int, default=None)
@@ -425,16 +425,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep-epochs", type=int, nargs="+", default=[5, 10])
     ap.add_argument("--alphas", type=float, nargs="*", default=[1.0], help="ablation: model.alpha values")
     ap.add_argument("--lambdas", type=float, nargs="*", default=[8.0], help="ablation: model.distill_weight values")
-    ap.add_argument("--distill-terms", nargs="*", default=["visual", "text"], choices=["visual", "text"],
+    ap.add_argument("--distill-terms", nargs="*", default=[], choices=["visual", "text"],
                     help="distillation-term ablations (model.distill_terms): visual-only, text-only")
-    ap.add_argument("--ablation-runs", type=int, default=4,
+    ap.add_argument("--ablation-runs", type=int, default=0,
                     help="ablations on the first N runs only (0: all)")
     a = ap.parse_args(argv)
     epochs_given = a.epochs
     if a.quick:
         a.pretrain_seeds, a.world_seeds = a.pretrain_seeds[:1], a.world_seeds[:1]
         a.sweep_lrs, a.sweep_epochs = a.sweep_lrs[-1:], [2, 3]
-        a.alphas, a.lambdas, a.distill_terms, a.ablation_runs = a.alphas[:1], a.lambdas[:1], a.distill_terms[:1], 1
+        a.alphas, a.lambdas, a.distill_terms, a.ablation_runs = a.alphas[:1], a.lambdas[:1], ["visual"], 1
     out, settings = world_settings(a)
     settings["epochs"] = epochs_given
     if a.quick:

@@ -12,8 +12,8 @@ from the scene's own seed). `render` draws it with numpy on a small canvas, dete
 attributes mentioned or left out); it names a motion only when the frame shows it.
 
 The base-to-novel experiment's classes (`BASE_CLASSES`, `NOVEL_CLASSES`): eight base classes share one static look
-(a red square) and differ only in motion, which a CLIP pre-trained on captioned frames without afterimages has no
-word for; eight novel classes have eight colours no base class has (all spinning), which pre-training grounded and
+(a red square) and differ only in motion, which a frame shows only through its afterimage and a CLIP pre-trained on
+captioned frames grounds weakly; eight novel classes have eight colours no base class has (all spinning), which pre-training grounded and
 base training never exercises. `make_b2n_ucf101` writes such a dataset in UCF101's official layout plus FROSTER's
 published split-file layout (`zs_label_db/B2N_ucf101/`, and with `val_groups` a validation copy), so an experiment
 runs through make_shards -> make_splits -> DALI -> model/train.py.
@@ -348,7 +348,7 @@ def class_grid(colours, shapes, motions) -> list[WorldClass]:
 
 
 # The base-to-novel experiment (tools/bench_fidelity.py, tools/demo.py). Base: one static look, eight motions that
-# only the clip tells apart (without afterimages); each is the time reversal of another (left/right, up/down,
+# only the afterimage (in a frame) or the clip tells apart; each is the time reversal of another (left/right, up/down,
 # growing/shrinking, appearing/disappearing), so any frame of one is a frame of its partner. Novel: eight colours
 # no base class has, each with a shape, all spinning: the static look names them, which a CLIP pre-trained on
 # captioned frames knows and base training never exercises.
