@@ -69,7 +69,8 @@ def test_bench_fidelity_quick_checks_the_criteria_on_its_own_runs(tmp_path):
         chosen = rep["chosen"][label]
         assert chosen["val_base_top1"] == best
         assert chosen == min((p for p in points if p["val_base_top1"] == best), key=lambda p: (p["epochs"], p["lr"]))
-    sweep_cfg = yaml.safe_load((runs(out, "sweep_froster_lr0.003_ep2") / "config.yaml").read_text())
+    lr = rep["sweep"]["FROSTER"][0]["lr"]
+    sweep_cfg = yaml.safe_load((runs(out, f"sweep_froster_lr{lr:g}_ep2") / "config.yaml").read_text())
     assert sweep_cfg["data"]["splits"].endswith("world0/splits_val")
     val = pq.read_table(out / "world0" / "splits_val" / "base2novel" / "ucf101" / "eval_base.parquet")
     assert all("_g02_" in k for k in val.column("key").to_pylist())
@@ -99,7 +100,7 @@ def test_bench_fidelity_quick_checks_the_criteria_on_its_own_runs(tmp_path):
     # controls: the fine-tuned weights on single-frame clips; the zero-shot CLIP with static-only class names
     single = res("control_single_frame")
     assert single["weights"] == ft["weights"]
-    assert yaml.safe_load((runs(out, "control_single_frame") / "config.yaml").read_text())["data"]["num_frames"] == 1
+    assert "data.num_frames=1" in json.loads((runs(out, "control_single_frame") / "bench_args.json").read_text())
     static = pq.read_table(out / "world0" / "splits_static" / "base2novel" / "ucf101" / "classes_base.parquet")
     assert set(static.column("prompt").to_pylist()) == {"red square"}
     assert res("control_static_prompts", True)["weights"] == "zero-shot"
