@@ -3,8 +3,8 @@ line): pre-training, the world through make_shards/make_splits, the sweep on bas
 plain fine-tuning / FROSTER, the controls and the ablations through model/train.py, the criteria lines and the
 last line; then the statistics on numbers whose answer is known.
 
-Slow (about 90 s on the project's 2-core machine, 160 s at load 9): it is the whole experiment, 15 runs of
-model/train.py, at its smallest."""
+Slow (about 3 minutes on the project's 2-core machine at load average 10, the reused rerun included): it is the
+whole experiment, 15 runs of model/train.py, at its smallest."""
 import json
 import os
 import re
