@@ -78,7 +78,8 @@ def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets:
 
     raw, store = out / "raw", out / "shards"
     settings = {"groups": groups, "clips": clips, "shots": shots, "train_sets": train_sets, "frames": frames,
-                "seed": seed, "val_groups": list(val_groups), "afterimage": afterimage, "fixed": world.EXPERIMENT_NUISANCE,
+                "seed": seed, "val_groups": list(val_groups), "afterimage": afterimage,
+                "fixed": world.EXPERIMENT_NUISANCE,
                 "base": [c.prompt for c in world.BASE_CLASSES], "novel": [c.prompt for c in world.NOVEL_CLASSES]}
     done = raw / ".complete"
     if done.exists() and json.loads(done.read_text())["settings"] != json.loads(json.dumps(settings)):
@@ -196,7 +197,8 @@ def fmt(ms: tuple[float, float]) -> str:
 
 
 def table(rows: list[tuple[str, dict]]) -> str:
-    lines = ["| method | runs | base top-1 | novel top-1 | HM | per-run HM sample std |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| method | runs | base top-1 | novel top-1 | HM | per-run HM sample std |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, s in rows:
         lines.append(f"| {name} | {s['n']} | {fmt(s['base_top1'])} | {fmt(s['novel_top1'])} | {s['hm']:5.1f} | "
                      f"{s['run_hm_std']:4.1f} |")
@@ -301,7 +303,8 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], pretrain_s
     single = [run(out, "control_single_frame", setting["fine-tuned (λ=0)"] + ["data.num_frames=1"],
                   checkpoint=ckpts[p], splits=split_dir(w), seed=s, train_set=t, tag=tag(p, w),
                   weights=r["weights"]) for (p, w, s, t), r in zip(runs, results["fine-tuned (λ=0)"])]
-    static = [run(out, "control_static_prompts", extra, checkpoint=ckpts[p], splits=split_dir(w, "splits_static"), seed=0, train_set=1, zero_shot=True, tag=tag(p, w))
+    static = [run(out, "control_static_prompts", extra, checkpoint=ckpts[p], splits=split_dir(w, "splits_static"),
+                  seed=0, train_set=1, zero_shot=True, tag=tag(p, w))
               for p in pretrain_seeds for w in world_seeds]
 
     ab_runs = runs[:ablation_runs] if ablation_runs else runs
@@ -312,7 +315,8 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], pretrain_s
     variants += [(f"FROSTER {t}-only distillation", f"distill_{t}", [f"model.distill_terms={t}"])
                  for t in distill_terms]
     for label, key, ov in variants:
-        ablations[label] = [run(out, key, setting["FROSTER"] + ov, checkpoint=ckpts[p], splits=split_dir(w), seed=s, train_set=t, tag=tag(p, w)) for p, w, s, t in ab_runs]
+        ablations[label] = [run(out, key, setting["FROSTER"] + ov, checkpoint=ckpts[p], splits=split_dir(w), seed=s,
+                                train_set=t, tag=tag(p, w)) for p, w, s, t in ab_runs]
 
     zs_paired = [zs[(p, w)] for p, w, _, _ in runs]
     rows = {"zero-shot": summarise(list(zs.values())), "fine-tuned (λ=0)": summarise(results["fine-tuned (λ=0)"]),

@@ -13,10 +13,10 @@ attributes mentioned or left out); it names a motion only when the frame shows i
 
 The base-to-novel experiment's classes (`BASE_CLASSES`, `NOVEL_CLASSES`): eight base classes share one static look
 (a red square) and differ only in motion, which a frame shows only through its afterimage and a CLIP pre-trained on
-captioned frames grounds weakly; eight novel classes have eight colours no base class has (all spinning), which pre-training grounded and
-base training never exercises. `make_b2n_ucf101` writes such a dataset in UCF101's official layout plus FROSTER's
-published split-file layout (`zs_label_db/B2N_ucf101/`, and with `val_groups` a validation copy), so an experiment
-runs through make_shards -> make_splits -> DALI -> model/train.py.
+captioned frames grounds weakly; eight novel classes have eight colours no base class has (all spinning), which
+pre-training grounded and base training never exercises. `make_b2n_ucf101` writes such a dataset in UCF101's
+official layout plus FROSTER's published split-file layout (`zs_label_db/B2N_ucf101/`, and with `val_groups` a
+validation copy), so an experiment runs through make_shards -> make_splits -> DALI -> model/train.py.
 """
 from __future__ import annotations
 
