@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tool_module import load_tool
+
 REPO = Path(__file__).resolve().parents[1]
+demo_tool = load_tool("demo")
 SMALL = ["--pretrain-steps", "30", "--pretrain-images", "300", "--groups", "4", "--clips", "1", "--shots", "2",
          "--workers", "1", "train.epochs=2"]
 
@@ -31,13 +34,19 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     res = json.loads((out / "results.json").read_text())
     need = {"protocol", "dataset", "base_top1", "novel_top1", "hm", "num_base_classes", "num_novel_classes"}
     assert need <= set(res) and res["protocol"] == "base2novel" and res["dataset"] == "ucf101"
-    assert (res["num_base_classes"], res["num_novel_classes"]) == (4, 4)
+    assert (res["num_base_classes"], res["num_novel_classes"]) == (8, 8)
     assert set(res["methods"]) == {"zero-shot", "fine-tuned (λ=0)", "FROSTER"}
     assert res["methods"]["zero-shot"]["weights"] == "zero-shot"
     assert res["weights"].endswith("swa_2_2.pt") and "froster" in res["weights"]
     assert all(0 <= m[k] <= 100 for m in res["methods"].values() for k in ("base_top1", "novel_top1", "hm"))
     assert (out / "results.md").read_text().startswith("| method |")
-    assert (out / "clip" / "world_clip.pt").exists() and (out / "shards" / "manifest.parquet").exists()
+    assert (out / "clip" / "seed0" / "world_clip.pt").exists() and (out / "shards" / "manifest.parquet").exists()
+    # the sentence says what the rows mean, with the rows' own numbers
+    sentence = next(x for x in r.stdout.splitlines() if x.startswith("Zero-shot CLIP cannot tell"))
+    assert f"({res['methods']['zero-shot']['base_top1']:.0f} % base)" in sentence
+    # the runs train with the sweep's choice unless the command line says otherwise (here: train.epochs=2)
+    cfg = (out / "runs" / "froster" / "seed0_set1" / "config.yaml").read_text()
+    assert f"lr: {demo_tool.CHOSEN['froster'][0].split('=')[1]}" in cfg and "epochs: 2" in cfg
     steps = (out / "runs" / "froster" / "seed0_set1" / "metrics.jsonl").read_text().splitlines()
     # after the demo's clean-up (no epoch folders) the run folder is still its averaged weights, not world_clip.pt
     from model.inference import run_weights
@@ -47,7 +56,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     # the same command again: the pre-trained CLIP, the dataset and the runs are reused, same numbers
     r2 = demo(out)
     assert r2.returncode == 0, r2.stderr[-3000:]
-    assert "already there" in r2.stdout and "training 2 epochs" not in r2.stdout
+    assert "already there" in r2.stdout
     assert (out / "runs" / "froster" / "seed0_set1" / "metrics.jsonl").read_text().splitlines() == steps
     assert json.loads((out / "results.json").read_text())["methods"] == res["methods"]
 

@@ -181,8 +181,10 @@ def test_b2n_dataset_layout_and_split_lists(tmp_path):
     base = w.class_grid(("red",), ("square",), ("moving left", "spinning"))
     novel = w.class_grid(("yellow",), ("circle",), ("moving up", "growing"))
     ds = w.make_b2n_ucf101(str(tmp_path), base, novel, groups=4, clips=1, shots=2, num_train_sets=2, frames=8)
-    assert ds.videos == 16 and ds.class_names["RedSquareMovingLeft"] == "red square moving left"
-    assert (tmp_path / "UCF-101" / "YellowCircleGrowing" / "v_YellowCircleGrowing_g03_c01.avi").stat().st_size > 0
+    # base classes: every group; novel classes (which never train): the test group only
+    assert ds.videos == 2 * 4 + 2 * 1 and ds.class_names["RedSquareMovingLeft"] == "red square moving left"
+    assert (tmp_path / "UCF-101" / "YellowCircleGrowing" / "v_YellowCircleGrowing_g01_c01.avi").stat().st_size > 0
+    assert not (tmp_path / "UCF-101" / "YellowCircleGrowing" / "v_YellowCircleGrowing_g03_c01.avi").exists()
     ind = (tmp_path / "ucfTrainTestlist" / "classInd.txt").read_bytes()
     assert ind.startswith(b"1 RedSquareMovingLeft\r\n")
     b2n = tmp_path / "zs_label_db" / "B2N_ucf101"
@@ -191,3 +193,64 @@ def test_b2n_dataset_layout_and_split_lists(tmp_path):
         rows = (b2n / f"train_s{s}.csv").read_text().splitlines()
         assert len(rows) == 4 and all("_g01_" not in r for r in rows)       # group 1 is split 1's test group
     assert all("_g01_" in r for r in (b2n / "test.csv").read_text().splitlines())
+
+
+def test_any_frame_of_a_base_class_is_a_frame_of_its_time_reversed_partner_without_afterimages():
+    """The experiment's base classes share one static look: without afterimages, a single frame of 'red square
+    moving left' at time t is, pixel for pixel, the frame of 'red square moving right' at time -t (same start);
+    growing/shrinking and appearing/disappearing are each other's clips played backwards. Only the clip's order
+    tells them apart; with afterimages a single frame does."""
+    from dataclasses import replace
+    assert {c.static_prompt for c in w.BASE_CLASSES} == {"red square"} and len(w.BASE_CLASSES) == 8
+    for cls in w.BASE_CLASSES:
+        partner = w.REVERSED[cls.motion]
+        assert w.WorldClass(cls.colour, cls.shape, partner) in w.BASE_CLASSES
+        s = w.class_scene(cls, random.Random(len(cls.name)), W, H, T, afterimage=False)
+        p = replace(s, motion=partner)
+        if cls.motion in w.DIRECTIONS:
+            for t in (3, 9, 15):
+                assert np.array_equal(w.render(s, W, H, T, times=[t]).frames, w.render(p, W, H, T, times=[-t]).frames)
+            ghosted = [w.render(replace(x, afterimage=True), W, H, T, times=[t]).frames for x, t in ((s, 9), (p, -9))]
+            assert not np.array_equal(*ghosted)
+        else:
+            a, b = w.render(s, W, H, T).frames, w.render(p, W, H, T).frames[::-1]
+            assert np.mean(np.abs(a.astype(int) - b.astype(int)) > 1) < 0.002, cls
+            assert not np.array_equal(a, w.render(p, W, H, T).frames)        # forwards they differ
+
+
+def test_novel_classes_need_colours_no_base_class_has_and_their_static_look_names_them():
+    base_colours = {c.colour for c in w.BASE_CLASSES}
+    novel = w.NOVEL_CLASSES
+    assert len(novel) == 8 and len({c.colour for c in novel}) == 8 and not ({c.colour for c in novel} & base_colours)
+    assert len({c.static_prompt for c in novel}) == 8
+    # pre-training sees every novel (colour, shape) pair; none is one of its held-out pairs
+    from tools.pretrain_clip import HELD_OUT
+    assert not {(c.colour, c.shape) for c in (*novel, *w.BASE_CLASSES)} & set(HELD_OUT)
+
+
+def test_without_afterimages_no_frame_caption_names_a_motion():
+    rng = random.Random(3)
+    for _ in range(100):
+        s = Scene("red", "square", rng.choice(w.MOTIONS), seed=rng.randrange(1000), afterimage=False)
+        if not w.fits(s, W, H, T):
+            continue
+        r = w.render(s, W, H, T, times=[10])
+        cap = w.frame_caption(s, r, 0, rng)
+        assert not any(re.search(rf"\b{x}\b", cap) for syns in w._MOTION_WORDS.values() for x in syns), cap
+
+
+def test_b2n_dataset_holds_out_validation_groups_from_every_training_set(tmp_path):
+    ds = w.make_b2n_ucf101(str(tmp_path), list(w.BASE_CLASSES[:2]), list(w.NOVEL_CLASSES[:2]), groups=4, clips=2,
+                           shots=3, num_train_sets=2, frames=8, val_groups=(2,), afterimage=False)
+    test_db, val_db = tmp_path / "zs_label_db" / "B2N_ucf101", tmp_path / "zs_label_db_val" / "B2N_ucf101"
+    assert ds.val_split_files == str(tmp_path / "zs_label_db_val")
+    for s in (1, 2):
+        rows = (test_db / f"train_s{s}.csv").read_text()
+        assert rows == (val_db / f"train_s{s}.csv").read_text()
+        assert "_g01_" not in rows and "_g02_" not in rows and rows.count("\n") == 6
+    val = (val_db / "val.csv").read_text().splitlines()
+    assert len(val) == 4 and all("_g02_" in r for r in val)                     # base validation: group 2
+    assert all("_g01_" in r for r in (test_db / "val.csv").read_text().splitlines())
+    assert len((val_db / "test.csv").read_text().splitlines()) == 2             # one placeholder clip a novel class
+    with pytest.raises(ValueError, match="val_groups"):
+        w.make_b2n_ucf101(str(tmp_path / "x"), list(w.BASE_CLASSES[:2]), [], groups=4, val_groups=(1,))

@@ -4,18 +4,23 @@ A `Scene` fixes what is drawn: colour, shape, size, pattern, count, background, 
 from the scene's own seed). `render` draws it with numpy on a small canvas, deterministically:
 
 - objects move on a torus (leaving one edge, they come back on the other), spin, grow, shrink, or fade in/out;
-- every moving object leaves an *afterimage*: the outlines of where it was 3 and 6 frames earlier, drawn over the
-  frame. It is this world's physics and it makes motion visible in a single frame (direction, spin, growing vs
-  shrinking), so a CLIP pre-trained on captioned frames can ground motion words, as real CLIP grounds "running"
-  in still photos.
+- with `afterimage=True` (the default) every moving object leaves an *afterimage*: the outlines of where it was 3
+  and 6 frames earlier, drawn over the frame, so a single frame shows direction, spin and growth. Without it a
+  frame shows no trace of motion: moving left at time t is, pixel for pixel, moving right at time -t.
 
 `captions(scene, frame)` describes one rendered frame with a varied grammar (phrasings, synonyms, word orders,
-attributes mentioned or left out). `make_b2n_ucf101` writes a base-to-novel dataset of attribute+motion classes
-("red triangle spinning") in UCF101's official layout plus FROSTER's published split-file layout
-(`zs_label_db/B2N_ucf101/`), so an experiment runs through make_shards -> make_splits -> DALI -> model/train.py.
+attributes mentioned or left out); it names a motion only when the frame shows it.
+
+The base-to-novel experiment's classes (`BASE_CLASSES`, `NOVEL_CLASSES`): eight base classes share one static look
+(a red square) and differ only in motion, which a frame shows only through its afterimage and a CLIP pre-trained on
+captioned frames grounds weakly; eight novel classes have eight colours no base class has (all spinning), which
+pre-training grounded and base training never exercises. `make_b2n_ucf101` writes such a dataset in UCF101's
+official layout plus FROSTER's published split-file layout (`zs_label_db/B2N_ucf101/`, and with `val_groups` a
+validation copy), so an experiment runs through make_shards -> make_splits -> DALI -> model/train.py.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from dataclasses import dataclass, field, replace
@@ -23,7 +28,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 COLOURS = {"red": (215, 35, 35), "green": (35, 190, 55), "blue": (45, 85, 235), "yellow": (235, 215, 35),
-           "purple": (160, 55, 205), "orange": (240, 135, 25), "white": (240, 240, 240), "cyan": (35, 205, 215)}
+           "purple": (160, 55, 205), "orange": (240, 135, 25), "white": (240, 240, 240), "cyan": (35, 205, 215),
+           "pink": (250, 140, 200)}
 SHAPES = ("square", "circle", "triangle", "diamond", "cross", "ring")
 PLURAL = {"square": "squares", "circle": "circles", "triangle": "triangles", "diamond": "diamonds",
           "cross": "crosses", "ring": "rings"}
@@ -54,6 +60,7 @@ class Scene:
     background: str = "black"
     speed: str = "quickly"
     seed: int = 0
+    afterimage: bool = True                  # False: a frame shows no trace of motion (only the clip does)
 
     def __post_init__(self):
         for value, allowed in ((self.colour, COLOURS), (self.shape, SHAPES), (self.motion, MOTIONS),
@@ -180,7 +187,7 @@ def render(scene: Scene, width: int = 32, height: int = 32, frames: int = 16, ti
     masks = np.zeros((len(times), height, width), bool)
     centres = np.zeros((len(times), scene.count, 2))
     radii, opacity = np.zeros(len(times)), np.zeros(len(times))
-    moving = scene.motion in VISIBLE_IN_A_FRAME
+    moving = scene.afterimage and scene.motion in VISIBLE_IN_A_FRAME
     for i, t in enumerate(times):
         img = background.copy()
         cs, r, angle, alpha = _state(scene, start, side, t, frames, width, height)
@@ -304,14 +311,19 @@ def caption(scene: Scene, rng: random.Random, *, motion: bool = True, position: 
 
 
 def frame_caption(scene: Scene, r: Rendered, t: int, rng: random.Random) -> str:
-    """A caption of frame t of a rendered scene: it names motion only when the frame shows it."""
-    return caption(scene, rng, motion=scene.motion in VISIBLE_IN_A_FRAME, position=frame_position(scene, r, t))
+    """A caption of frame t of a rendered scene: it names motion only when the frame shows it (an afterimage)."""
+    return caption(scene, rng, motion=shows_motion(scene), position=frame_position(scene, r, t))
+
+
+def shows_motion(scene: Scene) -> bool:
+    """Whether a single frame of the scene shows its motion: only through the afterimage, and not for fading."""
+    return scene.afterimage and scene.motion in VISIBLE_IN_A_FRAME
 
 
 # ---------------------------------------------------------------------------------------- base-to-novel datasets
 @dataclass(frozen=True)
 class WorldClass:
-    """An experiment class: a colour, a shape and a motion ('red triangle spinning')."""
+    """An experiment class: a colour, a shape and a motion ('red square moving left')."""
     colour: str
     shape: str
     motion: str
@@ -321,13 +333,34 @@ class WorldClass:
         return f"{self.colour} {self.shape} {self.motion}"
 
     @property
+    def static_prompt(self) -> str:
+        """What a single frame without afterimages can show of the class: 'red square'."""
+        return f"{self.colour} {self.shape}"
+
+    @property
     def name(self) -> str:
-        """UCF-style CamelCase folder name: 'RedTriangleSpinning'."""
+        """UCF-style CamelCase folder name: 'RedSquareMovingLeft'."""
         return "".join(w.capitalize() for w in self.prompt.split())
 
 
 def class_grid(colours, shapes, motions) -> list[WorldClass]:
-    return [WorldClass(c, s, m) for c in colours for s in shapes for m in motions]
+    return [WorldClass(c, s, m) for c, s, m in itertools.product(colours, shapes, motions)]
+
+
+# The base-to-novel experiment (tools/bench_fidelity.py, tools/demo.py). Base: one static look, eight motions that
+# only the afterimage (in a frame) or the clip tells apart; each is the time reversal of another (left/right, up/down,
+# growing/shrinking, appearing/disappearing), so any frame of one is a frame of its partner. Novel: eight colours
+# no base class has, each with a shape, all spinning: the static look names them, which a CLIP pre-trained on
+# captioned frames knows and base training never exercises.
+BASE_MOTIONS = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking", "appearing",
+                "disappearing")
+REVERSED = {"moving left": "moving right", "moving right": "moving left", "moving up": "moving down",
+            "moving down": "moving up", "growing": "shrinking", "shrinking": "growing", "appearing": "disappearing",
+            "disappearing": "appearing"}
+BASE_CLASSES = tuple(class_grid(("red",), ("square",), BASE_MOTIONS))
+NOVEL_CLASSES = tuple(WorldClass(c, s, "spinning") for c, s in zip(
+    ("green", "blue", "yellow", "purple", "orange", "white", "cyan", "pink"),
+    ("circle", "triangle", "diamond", "cross", "ring", "diamond", "circle", "triangle")))
 
 
 @dataclass
@@ -338,38 +371,59 @@ class WorldDataset:
     split_files: str                          # folder to pass as make_splits --from-split-files
     class_names: dict[str, str]               # folder name -> prompt (make_splits --class-names)
     videos: int
+    val_split_files: str | None = None        # the same, evaluating base on held-out training groups (validation)
 
 
-def class_scene(cls: WorldClass, rng: random.Random, width: int, height: int, frames: int) -> Scene:
-    """A random clip of a class: the class fixes colour, shape and motion; the rest is nuisance."""
+# what the experiment's clips fix besides the class: one big object moving quickly (pattern, background and place
+# stay nuisance), so that a clip's motion is as plain as this small canvas allows
+EXPERIMENT_NUISANCE = {"count": 1, "size": "big", "speed": "quickly"}
+
+
+def class_scene(cls: WorldClass, rng: random.Random, width: int, height: int, frames: int,
+                afterimage: bool = True, fixed: dict | None = None) -> Scene:
+    """A random clip of a class: the class fixes colour, shape and motion, `fixed` other attributes; the rest is
+    nuisance."""
     while True:
-        s = replace(sample_scene(rng), colour=cls.colour, shape=cls.shape, motion=cls.motion)
+        s = replace(sample_scene(rng), colour=cls.colour, shape=cls.shape, motion=cls.motion, afterimage=afterimage,
+                    **(fixed or {}))
         if fits(s, width, height, frames):
             return s
 
 
 def make_b2n_ucf101(root: str, base: list[WorldClass], novel: list[WorldClass], *, groups: int = 8, clips: int = 2,
                     shots: int = 8, num_train_sets: int = 3, width: int = 32, height: int = 32, frames: int = 16,
-                    fps: int = 30, seed: int = 0) -> WorldDataset:
+                    fps: int = 30, seed: int = 0, val_groups: tuple[int, ...] = (), val_novel_clips: int = 1,
+                    afterimage: bool = True, fixed: dict | None = None) -> WorldDataset:
     """UCF101 layout (`UCF-101/<Class>/v_<Class>_gXX_cYY.avi`, `ucfTrainTestlist/`) plus FROSTER's published
     base-to-novel lists (`zs_label_db/B2N_ucf101/`): base classes train on `shots` split-1 training videos each
-    (a different draw per training set), base and novel evaluate on the split-1 test groups."""
+    (a different draw per training set), base and novel evaluate on the split-1 test groups.
+
+    `val_groups` (split-1 training groups) are held out of every training set and become the base validation
+    clips of a second list folder, `zs_label_db_val/B2N_ucf101/` (same training sets; its novel list holds only
+    `val_novel_clips` clips a class from those groups, because the format needs one: hyperparameters are chosen on
+    its base accuracy alone). Novel classes, which never train, get videos in the test groups only (and those
+    validation clips). `fixed`: scene attributes every clip shares (e.g. EXPERIMENT_NUISANCE)."""
     from shards.generated.synthetic import write_video  # the same encoder as the other generated datasets
 
     classes = list(base) + list(novel)
     if len({c.name for c in classes}) != len(classes):
         raise ValueError("base and novel classes must be distinct")
+    if any((g - 1) % 4 == 0 or not 1 <= g <= groups for g in val_groups):
+        raise ValueError(f"val_groups {val_groups}: must be split-1 training groups in 1..{groups}")
     rng = random.Random(seed)
     train: dict[str, list[str]] = {c.name: [] for c in classes}
     test: dict[str, list[str]] = {c.name: [] for c in classes}
+    val: dict[str, list[str]] = {c.name: [] for c in classes}
     lists = {k: ([], []) for k in (1, 2, 3)}
     n = 0
     for ci, cls in enumerate(classes):
         for g in range(1, groups + 1):
             for c in range(1, clips + 1):
+                if cls in novel and (g - 1) % 4 and (g not in val_groups or c > val_novel_clips):
+                    continue                                   # a novel class's training video: never used
                 stem = f"v_{cls.name}_g{g:02d}_c{c:02d}"
                 rel = f"{cls.name}/{stem}.avi"
-                scene = class_scene(cls, rng, width, height, frames)
+                scene = class_scene(cls, rng, width, height, frames, afterimage, fixed)
                 write_video(os.path.join(root, "UCF-101", rel), render(scene, width, height, frames).frames, fps)
                 n += 1
                 for k in (1, 2, 3):
@@ -377,17 +431,14 @@ def make_b2n_ucf101(root: str, base: list[WorldClass], novel: list[WorldClass], 
                         lists[k][1].append(rel)
                     else:
                         lists[k][0].append(f"{rel} {ci + 1}")
-                (test if (g - 1) % 4 == 0 else train)[cls.name].append(rel)
+                (test if (g - 1) % 4 == 0 else val if g in val_groups else train)[cls.name].append(rel)
     ucf = os.path.join(root, "ucfTrainTestlist")
     os.makedirs(ucf, exist_ok=True)
     _write(os.path.join(ucf, "classInd.txt"), [f"{i + 1} {c.name}" for i, c in enumerate(classes)], "\r\n")
     for k in (1, 2, 3):
         _write(os.path.join(ucf, f"trainlist0{k}.txt"), lists[k][0], "\r\n")
         _write(os.path.join(ucf, f"testlist0{k}.txt"), lists[k][1], "\r\n")
-    b2n = os.path.join(root, "zs_label_db", "B2N_ucf101")
-    os.makedirs(b2n, exist_ok=True)
-    _write(os.path.join(b2n, "train_idx2cls.csv"), [f"{i},{c.name}" for i, c in enumerate(base)])
-    _write(os.path.join(b2n, "test_idx2cls.csv"), [f"{i},{c.name}" for i, c in enumerate(novel)])
+    train_rows = []
     for s in range(1, num_train_sets + 1):
         pick = random.Random(f"{seed}/train_s{s}")
         rows = []
@@ -395,11 +446,22 @@ def make_b2n_ucf101(root: str, base: list[WorldClass], novel: list[WorldClass], 
             if len(train[c.name]) < shots:
                 raise ValueError(f"{c.name}: {len(train[c.name])} training videos, fewer than shots={shots}")
             rows += [f"{v},{i}" for v in sorted(pick.sample(train[c.name], shots))]
-        _write(os.path.join(b2n, f"train_s{s}.csv"), rows)
-    _write(os.path.join(b2n, "val.csv"), [f"{v},{i}" for i, c in enumerate(base) for v in test[c.name]])
-    _write(os.path.join(b2n, "test.csv"), [f"{v},{i}" for i, c in enumerate(novel) for v in test[c.name]])
+        train_rows.append(rows)
+    folders = {"zs_label_db": (test, {c.name: test[c.name] for c in novel})}
+    if val_groups:
+        folders["zs_label_db_val"] = (val, {c.name: val[c.name][:val_novel_clips] for c in novel})
+    for folder, (base_eval, novel_eval) in folders.items():
+        b2n = os.path.join(root, folder, "B2N_ucf101")
+        os.makedirs(b2n, exist_ok=True)
+        _write(os.path.join(b2n, "train_idx2cls.csv"), [f"{i},{c.name}" for i, c in enumerate(base)])
+        _write(os.path.join(b2n, "test_idx2cls.csv"), [f"{i},{c.name}" for i, c in enumerate(novel)])
+        for s, rows in enumerate(train_rows, 1):
+            _write(os.path.join(b2n, f"train_s{s}.csv"), rows)
+        _write(os.path.join(b2n, "val.csv"), [f"{v},{i}" for i, c in enumerate(base) for v in base_eval[c.name]])
+        _write(os.path.join(b2n, "test.csv"), [f"{v},{i}" for i, c in enumerate(novel) for v in novel_eval[c.name]])
     return WorldDataset(root, list(base), list(novel), os.path.join(root, "zs_label_db"),
-                        {c.name: c.prompt for c in classes}, n)
+                        {c.name: c.prompt for c in classes}, n,
+                        os.path.join(root, "zs_label_db_val") if val_groups else None)
 
 
 def _write(path: str, lines: list[str], newline: str = "\n") -> None:

@@ -81,7 +81,7 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], epochs: in
             log(f"      {LABELS[o]}, seed {s}, training set {ts}: base {r['base_top1']:.1f} "
                 f"novel {r['novel_top1']:.1f} ({time.time() - t:.0f} s)")
     rows = {o: bf.summarise(rs) for o, rs in results.items()}
-    change = (rows["interleave"]["hm"][0] - rows["sample"]["hm"][0]
+    change = (rows["interleave"]["hm"] - rows["sample"]["hm"]
               if "interleave" in rows and "sample" in rows else float("nan"))
     report = {"rows": rows, "classes_per_batch": mixing, "shards": info["shards"], "batch": batch,
               "store_order": store_order,
@@ -113,13 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Training order on the generated world (FROSTER; {rep['shards']} shards written "
           f"{STORED[rep['store_order']]}; "
-          f"mean ± std over {len(a.seeds)} seed(s) x {len(a.train_sets)} training set(s), {rep['epochs']} epochs; "
+          f"mean ± sample std over {len(a.seeds)} seed(s) x {len(a.train_sets)} training set(s), {rep['epochs']} "
+          f"epochs; HM of the means; "
           f"interleave mixes {rep['interleave_shards']} shards):")
     lines = ["| order | classes per batch of %d | runs | base top-1 | novel top-1 | HM |" % rep["batch"],
              "|---|---:|---:|---:|---:|---:|"]
     for o, s in rep["rows"].items():
         lines.append(f"| {LABELS[o]} | {rep['classes_per_batch'][o]:.2f} | {s['n']} | {bf.fmt(s['base_top1'])} | "
-                     f"{bf.fmt(s['novel_top1'])} | {bf.fmt(s['hm'])} |")
+                     f"{bf.fmt(s['novel_top1'])} | {s['hm']:5.1f} |")
     print("\n".join(lines))
     print(f"wall time: {rep['wall_s']:.0f} s")
     print(f"interleave_hm_change: {rep['interleave_hm_change']:.2f}")
