@@ -213,6 +213,8 @@ def pretrain(out: Path, *, steps: int, batch: int, images: int, captions: int, l
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from shards.cli import add_alias, setup_logging, tool_parser
     ap = tool_parser(__doc__)
     ap.add_argument("--out", required=True, help="checkpoint file to write (and OUT.json beside it)")
