@@ -33,7 +33,7 @@ def froster_file(tmp_path_factory):
 
 
 def _cfg(tmp_path, *overrides):
-    return load_config(None, ["model.clip=frostline-tiny", "data.crop_size=64", f"output_dir={tmp_path / 'run'}",
+    return load_config(None, ["model.clip=frostline-tiny", "data.crop_size=64", "data.short_side_range=[64,72]", f"output_dir={tmp_path / 'run'}",
                               *overrides])
 
 
@@ -91,7 +91,7 @@ def test_the_presets_leave_the_boundary_to_the_weights():
 def test_a_froster_checkpoint_is_evaluated_with_zero_padding_through_every_preset(preset, froster_file, tmp_path,
                                                                                   caplog):
     path, _ = froster_file
-    cfg = load_config(preset, [f"model.pretrained={path}", "model.clip=frostline-tiny", "data.crop_size=64",
+    cfg = load_config(preset, [f"model.pretrained={path}", "model.clip=frostline-tiny", "data.crop_size=64", "data.short_side_range=[64,72]",
                                f"output_dir={tmp_path / 'run'}"])
     weights = resolve_weights(cfg)                     # evaluate.run's path: no checkpoints, the released file
     with caplog.at_level(logging.INFO, logger="model.build"):
@@ -110,12 +110,12 @@ def test_a_froster_checkpoint_is_evaluated_with_zero_padding_through_every_prese
 
 def test_the_command_line_boundary_wins_and_start_up_says_so(froster_file, tmp_path, caplog):
     path, _ = froster_file
-    cfg = load_config(PRESETS[0], [f"model.pretrained={path}", "model.clip=frostline-tiny", "data.crop_size=64",
+    cfg = load_config(PRESETS[0], [f"model.pretrained={path}", "model.clip=frostline-tiny", "data.crop_size=64", "data.short_side_range=[64,72]",
                                    f"output_dir={tmp_path / 'run'}", "model.boundary=mask"])
     with caplog.at_level(logging.INFO, logger="model.build"):
         assert build_eval_model(cfg, resolve_weights(cfg)).student.boundary == "mask"
     assert "boundary mask (set by model.boundary, over the weights' zeros)" in caplog.text
-    plain = load_config(PRESETS[0], ["model.pretrained=null", "model.clip=frostline-tiny", "data.crop_size=64"])
+    plain = load_config(PRESETS[0], ["model.pretrained=null", "model.clip=frostline-tiny", "data.crop_size=64", "data.short_side_range=[64,72]"])
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="model.build"):
         assert build_model(plain).student.boundary == "mask"           # CLIP weights imply none: mask
@@ -132,12 +132,12 @@ def test_a_converted_vifi_clip_checkpoint_averages_frames_through_a_preset(tmp_p
     weights_files.write_openai_torchscript(source, base)
     assert load_tool("convert_weights").main([str(vifi), str(out), "--base", str(base)]) == 0
     assert '"temporal": "none"' in capsys.readouterr().out
-    cfg = load_config(PRESETS[0], [f"model.pretrained={out}", "model.clip=frostline-tiny", "data.crop_size=64",
+    cfg = load_config(PRESETS[0], [f"model.pretrained={out}", "model.clip=frostline-tiny", "data.crop_size=64", "data.short_side_range=[64,72]",
                                    f"output_dir={tmp_path / 'run'}"])
     assert cfg.model.temporal is None
     with caplog.at_level(logging.INFO, logger="model.build"):
         model = build_eval_model(cfg, resolve_weights(cfg))
     assert model.student.temporal == "none" and "temporal none" in caplog.text
     assert build_eval_model(load_config(PRESETS[0], [f"model.pretrained={out}", "model.clip=frostline-tiny",
-                                                     "data.crop_size=64", f"output_dir={tmp_path / 'run'}",
+                                                     "data.crop_size=64", "data.short_side_range=[64,72]", f"output_dir={tmp_path / 'run'}",
                                                      "model.temporal=neighbour"]), out).student.temporal == "neighbour"
