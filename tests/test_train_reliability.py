@@ -75,36 +75,47 @@ def _records(out: Path) -> dict[int, dict]:
 # ------------------------------------------------------------------------------------ one live run per output_dir
 HOLDER = """
 import sys, time
-from model.lock import RunLock
-RunLock(sys.argv[1]).acquire()
+from shards.storage.lock import output_lock
+output_lock(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(600)
 """
 
 
 def test_second_live_run_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
-    from model.lock import RunLock
-    from shards.cli import Failure
+    from shards.storage.lock import LockHeld, output_lock
 
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(Failure, match=f"pid {holder.pid}"):
-            RunLock(out).acquire()
+        with pytest.raises(LockHeld, match=f"pid {holder.pid}"):
+            output_lock(str(out)).acquire()
         # the training entry point refuses before writing anything, naming the live run
         cfg = write_config(tmp_path / "c.yaml", tmp_path / "no-splits", out)
         one_line_error(cli(["model/train.py", "--config", str(cfg)]), str(out), f"pid {holder.pid}",
-                       "one live run per output_dir")
+                       "one live run per output")
         assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    lock = RunLock(out).acquire()   # the holder died without cleaning up: its lock is stale and taken over
+    lock = output_lock(str(out)).acquire()   # the holder died without cleaning up: its lock is stale and taken over
+    assert lock.took_over["pid"] == holder.pid
     assert json.loads((out / "run.lock").read_text())["pid"] == os.getpid()
     lock.release()
     assert not (out / "run.lock").exists()
+
+
+def test_a_damaged_run_lock_is_one_line_naming_it(tmp_path):
+    """A run.lock that is not a JSON object (edited, truncated by a full disk) is not guessed about: exit 2,
+    naming the file, and the file is left for a person to look at."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.lock").write_text("[1, 2")
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "no-splits", out)
+    one_line_error(cli(["model/train.py", "--config", str(cfg)]), str(out / "run.lock"), "damaged run lock")
+    assert (out / "run.lock").read_text() == "[1, 2"
 
 
 @pytest.mark.slow
@@ -126,7 +137,7 @@ def test_killed_run_refused_resume_keeps_config_and_eval_only_needs_a_finished_r
     # killed run's lock was recognised as stale and taken over first
     r = cli(["model/train.py", "--config", str(cfg), "train.lr=0.002"])
     one_line_error(r, "train.lr: 0.001 -> 0.002")
-    assert "took over" in r.stderr and str(out / "run.lock") in r.stderr
+    assert "taking over the lock of a run that is gone" in r.stderr and str(out / "run.lock") in r.stderr
     assert (out / "config.yaml").read_bytes() == saved
 
     # evaluating an unfinished run is refused, unless asked for (the killed run's lock is taken over)
@@ -325,7 +336,7 @@ def test_ranks_die_with_a_killed_launcher_and_the_run_resumes_exactly(data, tmp_
 
     r = cli(args, env=env, launcher=_launcher(), timeout=600)   # rank 0 takes over the dead run's lock
     assert r.returncode == 0, r.stderr[-5000:]
-    assert "resumed from" in r.stderr and "took over" in r.stderr
+    assert "resumed from" in r.stderr and "taking over the lock of a run that is gone" in r.stderr
     a, b = _records(ref), _records(out)
     assert sorted(a) == sorted(b) == list(range(1, 13))
     for s in a:

@@ -28,6 +28,7 @@ or `url` (anything else, such as botocore's EndpointConnectionError) before re-r
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import posixpath
@@ -133,13 +134,31 @@ def write_bytes(url: str, data: bytes) -> None:
 
 
 def create_bytes(url: str, data: bytes) -> None:
-    """Create `url` only if it does not exist yet (FileExistsError otherwise); atomic on local disk and S3."""
+    """Create `url` only if it does not exist yet (FileExistsError otherwise), whole: a reader sees no file or all
+    of `data`. On S3 a conditional PUT; on local disk a complete file hard-linked into place (`link` fails if the
+    name exists), or `O_CREAT|O_EXCL` on file systems without hard links."""
     with naming(url):
         fs, path = url_to_fs(url)
         if is_remote(url):
             _remote(lambda: fs.pipe_file(path, data, mode="create"), url, "create")
             return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            try:
+                os.link(tmp, path)
+                return
+            except FileExistsError:
+                raise
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                    raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
