@@ -11,7 +11,7 @@ import csv
 import os
 
 from ..records import LayoutError, VideoRecord, make_key
-from . import DatasetIndex
+from .layout import DatasetIndex
 
 SPLIT_FILES = {"train": ("train.csv",), "val": ("val.csv", "validate.csv"), "test": ("test.csv",)}
 VIDEO_EXTS = (".mp4", ".mkv", ".webm")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from ..records import LayoutError, VideoRecord
-from . import DatasetIndex, case_insensitive, read_lines, require
+from .layout import DatasetIndex, case_insensitive, read_lines, require
 
 SPLIT = "all"
 
