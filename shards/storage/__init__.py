@@ -120,17 +120,7 @@ def write_bytes(url: str, data: bytes) -> None:
         if is_remote(url):
             _remote(lambda: fs.pipe_file(path, data), url, "write")
             return
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
+        _through_temp(path, data, os.replace)
 
 
 def create_bytes(url: str, data: bytes) -> None:
@@ -142,26 +132,39 @@ def create_bytes(url: str, data: bytes) -> None:
         if is_remote(url):
             _remote(lambda: fs.pipe_file(path, data, mode="create"), url, "create")
             return
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            try:
-                os.link(tmp, path)
-                return
-            except FileExistsError:
-                raise
-            except OSError as e:
-                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-                    raise
-        finally:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
+        if _through_temp(path, data, _link):
+            return
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+
+
+def _through_temp(path: str, data: bytes, put):
+    """Write `data` to a temp file beside local `path` (folders made), then `put(temp, path)`; the temp file never
+    stays. Returns what `put` returned."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        return put(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+
+
+def _link(tmp: str, path: str) -> bool:
+    """Hard-link `tmp` to `path` (FileExistsError when `path` exists); False where the file system has no links."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            return False
+        raise
 
 
 def remove(url: str) -> None:
