@@ -165,7 +165,7 @@ def test_two_process_cpu_ddp_and_fsdp(ddp_run, fsdp_run, tmp_path):
     counts every clip once and matches a 1-process evaluation of the same weights; FSDP, which accelerate runs on
     GPUs only, is torch's FSDP set up by frostline on CPU processes and trains to the DDP run's losses.
     The runs are the session's `ddp_run` and `fsdp_run`, which the kill tests resume against; the test that first
-    asks for them trains them (a minute or two on 2 cores: two launches of 2 processes)."""
+    asks for them trains them (about 40 s on 2 cores beside another test worker: two launches of 2 processes)."""
     out = ddp_run
     assert TWO_PROCESS_RUN["epochs"] == 2 and TWO_PROCESS_RUN["global_batch"] == 4
     assert "2 process(es) x 2 clips x 1 accumulation = 4 clips/step" in (out.parent / "stderr.txt").read_text()

@@ -308,7 +308,8 @@ def test_ranks_die_with_a_killed_launcher_and_the_run_resumes_exactly(data, ddp_
     """2 CPU processes under `accelerate launch`; SIGKILL of the launcher alone (what `kill -9 PID` or the OOM
     killer does) takes both ranks with it; the same command then resumes to the uninterrupted run's losses (the
     session's `ddp_run`: 6 steps over 2 epochs, a resume point every 2 steps, so the kill lands mid-epoch).
-    Slow (30-60 s on 2 cores, more when it first asks for `ddp_run`): two launches of 2 processes."""
+    Slow (about 25 s on 2 cores beside another test worker, more on a loaded machine or when it first asks for
+    `ddp_run`): two launches of 2 processes."""
     args, out = _killed_run_config(tmp_path, data, ddp_run)
     ranks, killed_at = _kill_launcher_at_first_resume_point(args, out)
     assert len(ranks) == 2, ranks
@@ -332,8 +333,9 @@ def test_fsdp_run_killed_resumes_exactly_and_saves_the_full_optimiser_state(data
     every resume state holds the whole optimiser state (one full-size moment per trainable parameter, not one
     rank's shard); SIGKILL of the launcher right after the first resume point, then the same command, ends with
     the uninterrupted FSDP run's losses (the session's `fsdp_run`).
-    Slow (40-80 s on 2 cores, more for the test that first asks for `fsdp_run`, which trains it): two launches of
-    2 processes that each import torch and DALI, and 4 FSDP checkpoints gathered over gloo per run."""
+    Slow (about 20 s on 2 cores beside another test worker, minutes on a loaded machine; more for the test that
+    first asks for `fsdp_run`, which trains it): two launches of 2 processes that each import torch and DALI, and
+    4 FSDP checkpoints gathered over gloo per run."""
     assert json.loads((fsdp_run.parent / "run.yaml").read_text())["train"]["distributed"] == "fsdp"
     state = torch.load(fsdp_run / "checkpoints" / "epoch_002" / "state.pt", weights_only=True)
     model, optim = state["model"], state["optimizer"]
