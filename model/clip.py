@@ -9,8 +9,8 @@ format model.weights reads), and encode text exactly at any context length.
 `load_clip` also says what it found (`ClipInfo`: format, QuickGELU, the neighbour-frame boundary the weights were
 trained with) and logs it once at start-up.
 
-The project's own configs (model/model_configs/*.json) are registered with open_clip before building, so their
-names work everywhere an open_clip name does.
+The project's own configs (model/model_configs/*.json) are registered with open_clip before building
+(model.architectures), so their names work everywhere an open_clip name does.
 """
 from __future__ import annotations
 
@@ -25,20 +25,10 @@ import torch
 import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 
+from model.architectures import register_configs
 from model.weights import LoadedWeights, WeightsError, load_into, match_architecture, read_weights
 
 log = logging.getLogger(__name__)
-CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
-_registered = False
-
-
-def register_configs() -> list[str]:
-    """Register model/model_configs/*.json with open_clip (once); return their names."""
-    global _registered
-    if not _registered:
-        open_clip.add_model_config(CONFIG_DIR)
-        _registered = True
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
 class LoadError(ValueError, RuntimeError):

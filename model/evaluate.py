@@ -33,9 +33,9 @@ from tqdm import tqdm  # noqa: E402
 from model.build import build_eval_model  # noqa: E402
 from model.config import Config, load_config  # noqa: E402
 from model.launch import die_with_parent, is_main_rank, launched, make_accelerator  # noqa: E402
-from model.lock import RunLock  # noqa: E402
 from model.data import build_loader, data_health, split_exists, split_paths  # noqa: E402
 from shards.cli import add_logging_flags, run as guarded, setup_logging  # noqa: E402
+from shards.storage.lock import output_lock  # noqa: E402
 
 log = get_logger("model.evaluate")
 
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg.eval.weights = a.weights
     # the folder this evaluation writes to (an average under output_dir/checkpoints, or the results) is ours alone
     own = a.out if a.out and (cfg.eval.zero_shot or cfg.eval.weights not in ("average", "last")) else cfg.output_dir
-    with RunLock(own) if is_main_rank() else nullcontext():
+    with output_lock(own) if is_main_rank() else nullcontext():
         accelerator = make_accelerator(cfg)
         results = run(cfg, accelerator, a.out)
         if accelerator.is_main_process:

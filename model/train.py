@@ -41,11 +41,11 @@ from model.config import Config, load_config  # noqa: E402
 from model.data import build_loader, data_health, split_paths  # noqa: E402
 from model.fidelity import startup_notes  # noqa: E402
 from model.launch import die_with_parent, is_main_rank, launched, make_accelerator  # noqa: E402
-from model.lock import RunLock  # noqa: E402
 from model.optim import accumulation_steps, adamw, lr_schedule, param_groups  # noqa: E402
 from model.sharding import average_replicated_grads, clip_grad_norm_, own_fsdp, shard  # noqa: E402
 from model.train_log import MetricsLog, flat_config  # noqa: E402
 from shards.cli import add_logging_flags, run, setup_logging  # noqa: E402
+from shards.storage.lock import output_lock  # noqa: E402
 
 log = get_logger("model.train")
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.weights:
         cfg.eval.weights = args.weights
     progress = logging_redirect_tqdm() if cfg.train.progress else nullcontext()  # log lines above the bar
-    with RunLock(cfg.output_dir) if is_main_rank() else nullcontext(), progress:  # one live run per output_dir
+    with output_lock(cfg.output_dir) if is_main_rank() else nullcontext(), progress:  # one live run per output_dir
         accelerator = make_accelerator(cfg, tensorboard=True)
         if not args.eval_only:
             train(cfg, accelerator)

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import torch
 
+from model.architectures import register_configs
+
 log = logging.getLogger(__name__)
 
 OPENAI_EXTRAS = ("input_resolution", "context_length", "vocab_size")
@@ -287,7 +289,6 @@ def match_architecture(state_dict: dict[str, torch.Tensor], preferred: str | Non
     is matched by name when it is `preferred`. Tensors named in `ignore` (those a file lacks) are not compared.
     """
     import open_clip
-    from model.clip import register_configs
     register_configs()
     want = _shapes(state_dict)
     fits = lambda shapes: shapes is not None and {k: v for k, v in shapes.items() if k not in ignore} == want

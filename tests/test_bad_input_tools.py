@@ -3,6 +3,7 @@ flag and value, a damaged `_work/settings.json` is one line naming it, and no cr
 any log level, against a real S3 server (moto)."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -138,12 +139,23 @@ def test_every_data_side_value_gives_a_value_or_an_argparse_error(text):
 # ------------------------------------------------------------------------------- bookkeeping: locks, loader settings
 
 @pytest.mark.parametrize("content", [b"[1, 2]", b"\xff\xfe", b"null", b'{"host": "HOST", "pid": "abc"}',
-                                     b'{"host": "HOST", "pid": 0}', b'{"host": "elsewhere", "heartbeat": "x"}'])
-def test_a_lock_that_is_not_a_holder_record_is_taken_over(tmp_path, content, caplog):
-    from shards.storage.lock import RunLock
+                                     b'{"host": "elsewhere", "heartbeat": "x"}'])
+def test_a_lock_that_is_not_a_holder_record_is_one_line_naming_it(tmp_path, content):
+    from shards.storage.lock import DamagedLock, RunLock
     import socket
     lock = tmp_path / "run.lock"
     lock.write_bytes(content.replace(b"HOST", socket.gethostname().encode()))
+    with pytest.raises(DamagedLock, match="damaged run lock") as e:
+        RunLock(str(lock)).acquire()
+    assert str(lock) in str(e.value) and describe(e.value) is not None
+    assert lock.read_bytes() == content.replace(b"HOST", socket.gethostname().encode())   # left for the user
+
+
+def test_a_lock_of_pid_0_on_this_host_is_taken_over(tmp_path, caplog):
+    from shards.storage.lock import RunLock
+    import socket
+    lock = tmp_path / "run.lock"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": 0}))
     with caplog.at_level(logging.WARNING), RunLock(str(lock)) as held:
         assert held.took_over is not None
     assert "taking over the lock of a run that is gone" in caplog.text

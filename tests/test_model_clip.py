@@ -10,7 +10,8 @@ import open_clip
 import pytest
 import torch
 
-from model.clip import build_clip, encode_text, export_clip, register_configs, text_length
+from model.architectures import register_configs
+from model.clip import build_clip, encode_text, export_clip, text_length
 from model.prompts import prompt_table
 
 TEXTS = ["jumping jacks", "playing the acoustic guitar in a crowded park at night", "swimming", "a"]

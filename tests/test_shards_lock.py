@@ -1,4 +1,5 @@
-"""One live run per output, no orphans: make_shards' lock on --out, and what a kill -9 leaves behind."""
+"""One live run per output, no orphans: the project's one run lock (make_shards' parts and merge, training and
+evaluation output folders), local and on S3, and what a kill -9 leaves behind."""
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from shards.storage.lock import LockHeld, RunLock
+from shards.storage.lock import DamagedLock, LockHeld, RunLock, output_lock
 from shards.manifest import read_manifest
 from shards.storage.orphans import pid_alive, process_start, sweep_tempdirs
 from shards.generated.synthetic import make_hmdb51
@@ -183,3 +184,35 @@ def test_a_merge_waits_for_a_running_merge(tmp_path):
     with RunLock(url).acquire():
         with pytest.raises(LockHeld):
             RunLock(url).acquire(wait_s=0.3)
+
+
+@pytest.mark.parametrize("content", ["", "{\"host\": \"x\", ", "[1, 2]", "null"])
+def test_a_lock_that_is_not_a_json_object_is_refused_naming_it(tmp_path, content):
+    url = str(tmp_path / "run.lock")
+    with open(url, "w") as f:
+        f.write(content)
+    with pytest.raises(DamagedLock, match=f"{url}: damaged run lock"):
+        output_lock(str(tmp_path)).acquire()
+    assert open(url).read() == content                                   # left for a person to look at
+
+
+def test_a_training_output_dir_on_s3_gets_the_same_lock(s3_bucket):
+    """`output_lock` (what model/train.py and model/evaluate.py hold) on s3://: a live run refuses a second, a run
+    on another host is judged by its heartbeat, and a stale one is taken over."""
+    out = f"s3://{s3_bucket}/runs/k400"
+    with output_lock(out) as first:
+        assert first.url == f"{out}/run.lock"
+        with pytest.raises(LockHeld, match=f"pid {os.getpid()}.*lock {out}/run.lock"):
+            output_lock(out).acquire()
+    from shards import storage
+    for heartbeat, stale in [(time.time(), False), (time.time() - 3600, True)]:
+        record = {"host": "another-node", "pid": 7, "started": "then", "heartbeat": heartbeat}
+        storage.write_bytes(f"{out}/run.lock", json.dumps(record).encode())
+        lock = output_lock(out)
+        if stale:
+            with lock:
+                assert lock.took_over["host"] == "another-node"
+            assert not storage.exists(f"{out}/run.lock")
+        else:
+            with pytest.raises(LockHeld, match="host another-node, pid 7"):
+                lock.acquire()

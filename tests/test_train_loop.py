@@ -15,26 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
-from train_data import make_dataset, write_tiny_config
+from train_data import TWO_PROCESS_RUN, write_tiny_config
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(train_dataset):
     """4 learnable classes (2 base, 2 novel), 8 UCF groups x 1 clip: 12 training clips, 4 + 4 evaluation clips."""
-    root = tmp_path_factory.mktemp("train_data")
-    make_dataset(root, num_classes=4, groups=8, clips=1, frames=24, workers=1)
-    return root
+    return train_dataset
 
 
 def write_config(path: Path, data: Path, out: Path, **train) -> Path:
@@ -169,19 +160,15 @@ def test_exact_resume_after_kill(data, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_cpu_ddp_and_fsdp(data, tmp_path):
+def test_two_process_cpu_ddp_and_fsdp(ddp_run, fsdp_run, tmp_path):
     """2 CPU processes (gloo): global batch 4 = 2 processes x 2 clips, no accumulation; evaluation on both ranks
     counts every clip once and matches a 1-process evaluation of the same weights; FSDP, which accelerate runs on
-    GPUs only, is torch's FSDP set up by frostline on CPU processes and trains to the DDP run's losses."""
-    out = tmp_path / "ddp"
-    cfg = write_config(tmp_path / "d.yaml", data, out, epochs=2, average_from=1)
-    launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
-    env = {**ENV, "ACCELERATE_USE_CPU": "1"}
-    r = subprocess.run(launcher + ["model/train.py", "--config", str(cfg)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=400)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    assert "2 process(es) x 2 clips x 1 accumulation = 4 clips/step" in r.stderr
+    GPUs only, is torch's FSDP set up by frostline on CPU processes and trains to the DDP run's losses.
+    The runs are the session's `ddp_run` and `fsdp_run`, which the kill tests resume against; the test that first
+    asks for them trains them (about 40 s on 2 cores beside another test worker: two launches of 2 processes)."""
+    out = ddp_run
+    assert TWO_PROCESS_RUN["epochs"] == 2 and TWO_PROCESS_RUN["global_batch"] == 4
+    assert "2 process(es) x 2 clips x 1 accumulation = 4 clips/step" in (out.parent / "stderr.txt").read_text()
     ckpt = out / "checkpoints" / "epoch_002"
     assert (ckpt / "rng_rank0.pt").exists() and (ckpt / "rng_rank1.pt").exists()
     state = torch.load(ckpt / "state.pt", weights_only=True)
@@ -191,7 +178,7 @@ def test_two_process_cpu_ddp_and_fsdp(data, tmp_path):
     assert not torch.equal(r0, r1)   # each rank has its own random stream
     two = json.loads((out / "results.json").read_text())
     assert two["num_base_samples"] == 4 and two["num_novel_samples"] == 4
-    run(["model/evaluate.py", "--config", str(cfg), "--out", str(tmp_path / "one"),
+    run(["model/evaluate.py", "--config", str(out.parent / "run.yaml"), "--out", str(tmp_path / "one"),
          "--weights", str(out / "checkpoints" / "swa_1_2.pt")])
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     for k in ("base_top1", "novel_top1", "hm", "base_top5", "num_base_samples", "num_novel_samples"):
@@ -199,11 +186,7 @@ def test_two_process_cpu_ddp_and_fsdp(data, tmp_path):
 
     # accelerate runs FSDP on GPUs only (on CPU processes it would silently train with DDP); there frostline wraps
     # the model in torch's FSDP itself: the same training, sharded, gives the DDP run's losses.
-    r = subprocess.run(launcher + ["model/train.py", "--config", str(cfg), "--no-eval",
-                                   f"output_dir={tmp_path / 'fsdp'}", "train.distributed=fsdp"],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert r.returncode == 0, r.stderr[-5000:]
-    ddp, fsdp = records(out), records(tmp_path / "fsdp")
+    ddp, fsdp = records(out), records(fsdp_run)
     assert sorted(ddp) == sorted(fsdp) == list(range(1, 7))
     for s in ddp:
         assert fsdp[s]["loss"] == pytest.approx(ddp[s]["loss"], rel=1e-4), s

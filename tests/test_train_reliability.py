@@ -25,30 +25,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from train_data import make_dataset, write_tiny_config
+from train_data import ENV, REPO, launch_two_processes, two_process_launcher, write_tiny_config
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-for _k in [k for k in ENV if k.startswith("ACCELERATE_")]:
-    del ENV[_k]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(train_dataset):
     """4 learnable classes (2 base, 2 novel): 12 training clips, 4 + 4 evaluation clips, one tar shard."""
-    root = tmp_path_factory.mktemp("reliability_data")
-    make_dataset(root, num_classes=4, groups=8, clips=1, frames=24, workers=1)
-    return root
+    return train_dataset
 
 
 def write_config(path: Path, splits: Path, out: Path, **train) -> Path:
     return write_tiny_config(path, splits, out, eval_batch=6, train={"epochs": 2, "average_from": 1, **train})
 
 
-def cli(args: list[str], timeout: int = 300, env: dict | None = None, launcher: list[str] | None = None):
-    return subprocess.run((launcher or [sys.executable]) + args, cwd=REPO, env=env or ENV, capture_output=True,
-                          text=True, timeout=timeout)
+def cli(args: list[str], timeout: int = 300, env: dict | None = None):
+    return subprocess.run([sys.executable] + args, cwd=REPO, env=env or ENV, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def one_line_error(r: subprocess.CompletedProcess, *needles: str) -> str:
@@ -75,36 +69,47 @@ def _records(out: Path) -> dict[int, dict]:
 # ------------------------------------------------------------------------------------ one live run per output_dir
 HOLDER = """
 import sys, time
-from model.lock import RunLock
-RunLock(sys.argv[1]).acquire()
+from shards.storage.lock import output_lock
+output_lock(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(600)
 """
 
 
 def test_second_live_run_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
-    from model.lock import RunLock
-    from shards.cli import Failure
+    from shards.storage.lock import LockHeld, output_lock
 
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(Failure, match=f"pid {holder.pid}"):
-            RunLock(out).acquire()
+        with pytest.raises(LockHeld, match=f"pid {holder.pid}"):
+            output_lock(str(out)).acquire()
         # the training entry point refuses before writing anything, naming the live run
         cfg = write_config(tmp_path / "c.yaml", tmp_path / "no-splits", out)
         one_line_error(cli(["model/train.py", "--config", str(cfg)]), str(out), f"pid {holder.pid}",
-                       "one live run per output_dir")
+                       "one live run per output")
         assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    lock = RunLock(out).acquire()   # the holder died without cleaning up: its lock is stale and taken over
+    lock = output_lock(str(out)).acquire()   # the holder died without cleaning up: its lock is stale and taken over
+    assert lock.took_over["pid"] == holder.pid
     assert json.loads((out / "run.lock").read_text())["pid"] == os.getpid()
     lock.release()
     assert not (out / "run.lock").exists()
+
+
+def test_a_damaged_run_lock_is_one_line_naming_it(tmp_path):
+    """A run.lock that is not a JSON object (edited, truncated by a full disk) is not guessed about: exit 2,
+    naming the file, and the file is left for a person to look at."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.lock").write_text("[1, 2")
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "no-splits", out)
+    one_line_error(cli(["model/train.py", "--config", str(cfg)]), str(out / "run.lock"), "damaged run lock")
+    assert (out / "run.lock").read_text() == "[1, 2"
 
 
 @pytest.mark.slow
@@ -126,7 +131,7 @@ def test_killed_run_refused_resume_keeps_config_and_eval_only_needs_a_finished_r
     # killed run's lock was recognised as stale and taken over first
     r = cli(["model/train.py", "--config", str(cfg), "train.lr=0.002"])
     one_line_error(r, "train.lr: 0.001 -> 0.002")
-    assert "took over" in r.stderr and str(out / "run.lock") in r.stderr
+    assert "taking over the lock of a run that is gone" in r.stderr and str(out / "run.lock") in r.stderr
     assert (out / "config.yaml").read_bytes() == saved
 
     # evaluating an unfinished run is refused, unless asked for (the killed run's lock is taken over)
@@ -248,18 +253,6 @@ def test_launch_mixed_precision_must_agree_with_the_config(tmp_path):
 
 
 # ------------------------------------------------------------------------------- 2 CPU processes: FSDP, kill, resume
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launcher(*extra: str) -> list[str]:
-    return ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), *extra]
-
-
 def _children(pid: int) -> list[int]:
     out = []
     for p in Path("/proc").iterdir():
@@ -288,12 +281,12 @@ def test_launch_configured_fsdp_must_agree_with_the_config(tmp_path):
     one_line_error(r, "configured for FSDP", "train.distributed='ddp'")
 
 
-def _kill_launcher_at_first_resume_point(args: list[str], env: dict, out: Path) -> tuple[list[int], int]:
-    """Start `accelerate launch` on `args` and SIGKILL the launcher alone as soon as the run's first resume point
-    (`out/checkpoints/latest.json`) is written: the ranks alive just before, and that resume point's step (a
-    12-step run must not have finished)."""
-    proc = subprocess.Popen(_launcher() + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+def _kill_launcher_at_first_resume_point(args: list[str], out: Path) -> tuple[list[int], int]:
+    """Start `accelerate launch` of 2 CPU processes on `args` and SIGKILL the launcher alone as soon as the run's
+    first resume point (`out/checkpoints/latest.json`) is written: the ranks alive just before, and that resume
+    point's step (the 6-step run must not have finished)."""
+    proc = subprocess.Popen(two_process_launcher() + args, cwd=REPO, env={**ENV, "ACCELERATE_USE_CPU": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pointer = out / "checkpoints" / "latest.json"
     deadline = time.time() + 400
     while not pointer.exists() and proc.poll() is None and time.time() < deadline:
@@ -302,54 +295,53 @@ def _kill_launcher_at_first_resume_point(args: list[str], env: dict, out: Path) 
     proc.send_signal(signal.SIGKILL)              # the launcher alone
     proc.wait()
     killed_at = json.loads(pointer.read_text())["global_step"]
-    assert killed_at < 12, "the run finished before it could be killed"
+    assert killed_at < 6, "the run finished before it could be killed"
     return ranks, killed_at
 
 
-@pytest.mark.slow
-def test_ranks_die_with_a_killed_launcher_and_the_run_resumes_exactly(data, tmp_path):
-    """2 CPU processes under `accelerate launch`; SIGKILL of the launcher alone (what `kill -9 PID` or the OOM
-    killer does) takes both ranks with it; the same command then resumes to the uninterrupted run's losses."""
-    env = {**ENV, "ACCELERATE_USE_CPU": "1"}
-    extra = dict(epochs=2, global_batch=2, micro_batch=1, save_every_steps=2)   # 12 steps, resume points mid-epoch
-    ref = tmp_path / "ref"
-    cfg = write_config(tmp_path / "ref.yaml", data / "splits", ref, **extra)
-    r = cli(["model/train.py", "--config", str(cfg), "--no-eval"], env=env, launcher=_launcher(), timeout=600)
-    assert r.returncode == 0, r.stderr[-5000:]
-
+def _killed_run_config(tmp_path: Path, data: Path, reference: Path) -> tuple[list[str], Path]:
+    """The command of the reference run's training (same settings, another output_dir) and that output_dir."""
     out = tmp_path / "killed"
-    cfg = write_config(tmp_path / "k.yaml", data / "splits", out, **extra)
-    args = ["model/train.py", "--config", str(cfg), "--no-eval"]
-    ranks, killed_at = _kill_launcher_at_first_resume_point(args, env, out)
+    ref = json.loads((reference.parent / "run.yaml").read_text())
+    cfg = write_tiny_config(tmp_path / "k.yaml", data / "splits", out, eval_batch=6, train=ref["train"])
+    return ["model/train.py", "--config", str(cfg), "--no-eval"], out
+
+
+@pytest.mark.slow
+def test_ranks_die_with_a_killed_launcher_and_the_run_resumes_exactly(data, ddp_run, tmp_path):
+    """2 CPU processes under `accelerate launch`; SIGKILL of the launcher alone (what `kill -9 PID` or the OOM
+    killer does) takes both ranks with it; the same command then resumes to the uninterrupted run's losses (the
+    session's `ddp_run`: 6 steps over 2 epochs, a resume point every 2 steps, so the kill lands mid-epoch).
+    Slow (about 25 s on 2 cores beside another test worker, more on a loaded machine or when it first asks for
+    `ddp_run`): two launches of 2 processes."""
+    args, out = _killed_run_config(tmp_path, data, ddp_run)
+    ranks, killed_at = _kill_launcher_at_first_resume_point(args, out)
     assert len(ranks) == 2, ranks
     deadline = time.time() + 30
     while any(_alive(p) for p in ranks) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(_alive(p) for p in ranks), "ranks outlived their launcher"
 
-    r = cli(args, env=env, launcher=_launcher(), timeout=600)   # rank 0 takes over the dead run's lock
+    r = launch_two_processes(args)   # rank 0 takes over the dead run's lock
     assert r.returncode == 0, r.stderr[-5000:]
-    assert "resumed from" in r.stderr and "took over" in r.stderr
-    a, b = _records(ref), _records(out)
-    assert sorted(a) == sorted(b) == list(range(1, 13))
+    assert "resumed from" in r.stderr and "taking over the lock of a run that is gone" in r.stderr
+    a, b = _records(ddp_run), _records(out)
+    assert sorted(a) == sorted(b) == list(range(1, 7))
     for s in a:
         assert b[s]["loss"] == a[s]["loss"], (s, killed_at)
 
 
 @pytest.mark.slow
-def test_fsdp_run_killed_resumes_exactly_and_saves_the_full_optimiser_state(data, tmp_path):
+def test_fsdp_run_killed_resumes_exactly_and_saves_the_full_optimiser_state(data, fsdp_run, tmp_path):
     """FSDP on 2 CPU processes (torch FSDP over gloo, which frostline sets up itself where accelerate runs DDP):
     every resume state holds the whole optimiser state (one full-size moment per trainable parameter, not one
     rank's shard); SIGKILL of the launcher right after the first resume point, then the same command, ends with
-    the uninterrupted FSDP run's losses."""
-    env = {**ENV, "ACCELERATE_USE_CPU": "1"}
-    extra = dict(epochs=2, global_batch=2, micro_batch=1, save_every_steps=2, distributed="fsdp")
-    ref = tmp_path / "ref"
-    cfg = write_config(tmp_path / "ref.yaml", data / "splits", ref, **extra)
-    r = cli(["model/train.py", "--config", str(cfg), "--no-eval"], env=env, launcher=_launcher(), timeout=600)
-    assert r.returncode == 0, r.stderr[-5000:]
-
-    state = torch.load(ref / "checkpoints" / "epoch_002" / "state.pt", weights_only=True)
+    the uninterrupted FSDP run's losses (the session's `fsdp_run`).
+    Slow (about 20 s on 2 cores beside another test worker, minutes on a loaded machine; more for the test that
+    first asks for `fsdp_run`, which trains it): two launches of 2 processes that each import torch and DALI, and
+    4 FSDP checkpoints gathered over gloo per run."""
+    assert json.loads((fsdp_run.parent / "run.yaml").read_text())["train"]["distributed"] == "fsdp"
+    state = torch.load(fsdp_run / "checkpoints" / "epoch_002" / "state.pt", weights_only=True)
     model, optim = state["model"], state["optimizer"]
     trainable = [n for g in optim["param_groups"] for n in g["params"]]
     assert len(trainable) == len(set(trainable)) == len(optim["state"]) > 0
@@ -361,19 +353,17 @@ def test_fsdp_run_killed_resumes_exactly_and_saves_the_full_optimiser_state(data
     decayed = optim["param_groups"][0]
     assert decayed["weight_decay"] > 0 and all(model[n].ndim >= 2 for n in decayed["params"])
 
-    out = tmp_path / "killed"
-    cfg = write_config(tmp_path / "k.yaml", data / "splits", out, **extra)
-    args = ["model/train.py", "--config", str(cfg), "--no-eval"]
-    _, killed_at = _kill_launcher_at_first_resume_point(args, env, out)   # its ranks die with it
+    args, out = _killed_run_config(tmp_path, data, fsdp_run)
+    _, killed_at = _kill_launcher_at_first_resume_point(args, out)   # its ranks die with it
 
-    r = cli(args, env=env, launcher=_launcher(), timeout=600)
+    r = launch_two_processes(args)
     assert r.returncode == 0, r.stderr[-5000:]
     assert "resumed from" in r.stderr
-    a, b = _records(ref), _records(out)
-    assert sorted(a) == sorted(b) == list(range(1, 13))
+    a, b = _records(fsdp_run), _records(out)
+    assert sorted(a) == sorted(b) == list(range(1, 7))
     for s in a:
         assert b[s]["loss"] == pytest.approx(a[s]["loss"], rel=1e-5), (s, killed_at)
-    wa = torch.load(ref / "checkpoints" / "epoch_002" / "state.pt", weights_only=True)["model"]
+    wa = torch.load(fsdp_run / "checkpoints" / "epoch_002" / "state.pt", weights_only=True)["model"]
     wb = torch.load(out / "checkpoints" / "epoch_002" / "state.pt", weights_only=True)["model"]
     for k in trainable:
         assert torch.linalg.vector_norm(wb[k] - wa[k]) <= 1e-5 * torch.linalg.vector_norm(wa[k]) + 1e-8, k

@@ -3,8 +3,23 @@ base2novel splits (the path a user takes, through the real converter and split w
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
+
+from local_s3 import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+# the environment of the tools the tests start: this checkout's code, no hub, no launch settings of the caller
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+ENV.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+
+# The 2-process run of the DDP, FSDP and kill tests (conftest's ddp_run and fsdp_run): 12 training clips, global
+# batch 4 = 2 processes x 2 clips, 3 optimiser steps per epoch, 6 in all; a resume point after every 2nd step
+# (steps 2 and 4 are mid-epoch) besides the epoch ends; average from epoch 1.
+TWO_PROCESS_RUN = {"epochs": 2, "average_from": 1, "keep_states": 2, "global_batch": 4, "micro_batch": 2,
+                   "save_every_steps": 2}
 
 
 def make_dataset(out: Path, *, num_classes: int, groups: int, clips: int, frames: int, workers: int,
@@ -43,3 +58,16 @@ def write_tiny_config(path: Path, splits: Path, out: Path, *, eval_batch: int, t
                  "num_views": 3, "num_threads": 1},
         "train": t, "eval": {"batch_size": eval_batch}}))
     return path
+
+
+def two_process_launcher() -> list[str]:
+    """`accelerate launch` of 2 CPU processes on this machine (run with ACCELERATE_USE_CPU=1, see
+    launch_two_processes), on a free port."""
+    return ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
+
+
+def launch_two_processes(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `args` (a script and its arguments) under two_process_launcher(), from the repository root."""
+    return subprocess.run(two_process_launcher() + args, cwd=REPO, env={**ENV, "ACCELERATE_USE_CPU": "1"},
+                          capture_output=True, text=True, timeout=timeout)

@@ -23,7 +23,7 @@ import os
 
 from ..protocols.core import rank
 from ..records import LayoutError, VideoRecord
-from . import VIDEO_EXTENSIONS, DatasetIndex
+from .layout import VIDEO_EXTENSIONS, DatasetIndex
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "test")

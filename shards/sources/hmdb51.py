@@ -10,7 +10,7 @@ import os
 import re
 
 from ..records import LayoutError, VideoRecord
-from . import DatasetIndex, read_lines, require
+from .layout import DatasetIndex, read_lines, require
 
 SPLIT = "all"
 SPLITS_DIR = "testTrainMulti_7030_splits"

@@ -13,7 +13,7 @@ import math
 import os
 
 from ..records import LayoutError, VideoRecord, make_key
-from . import DatasetIndex, read_text
+from .layout import DatasetIndex, read_text
 
 SPLIT_FILES = {"train": ("train.csv",), "val": ("val.csv", "validate.csv"), "test": ("test.csv",)}
 VIDEO_EXTS = (".mp4", ".mkv", ".webm")

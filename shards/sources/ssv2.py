@@ -12,7 +12,7 @@ import json
 import os
 
 from ..records import LayoutError, VideoRecord
-from . import DatasetIndex
+from .layout import DatasetIndex
 
 VIDEOS = "20bn-something-something-v2"
 FILES = {"labels": "labels", "train": "train", "val": "validation", "test": "test"}

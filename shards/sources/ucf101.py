@@ -11,7 +11,7 @@ import os
 import re
 
 from ..records import LayoutError, VideoRecord
-from . import DatasetIndex, case_insensitive, check_relative, read_lines, require
+from .layout import DatasetIndex, case_insensitive, check_relative, read_lines, require
 
 SPLIT = "all"
 _NUMBER = re.compile(r"^[0-9]{1,9}$")

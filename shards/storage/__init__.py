@@ -28,6 +28,7 @@ or `url` (anything else, such as botocore's EndpointConnectionError) before re-r
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import posixpath
@@ -129,30 +130,51 @@ def write_bytes(url: str, data: bytes) -> None:
         if is_remote(url):
             _remote(lambda: fs.pipe_file(path, data), url, "write")
             return
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
+        _through_temp(path, data, os.replace)
 
 
 def create_bytes(url: str, data: bytes) -> None:
-    """Create `url` only if it does not exist yet (FileExistsError otherwise); atomic on local disk and S3."""
+    """Create `url` only if it does not exist yet (FileExistsError otherwise), whole: a reader sees no file or all
+    of `data`. On S3 a conditional PUT; on local disk a complete file hard-linked into place (`link` fails if the
+    name exists), or `O_CREAT|O_EXCL` on file systems without hard links."""
     with naming(url):
         fs, path = url_to_fs(url)
         if is_remote(url):
             _remote(lambda: fs.pipe_file(path, data, mode="create"), url, "create")
             return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if _through_temp(path, data, _link):
+            return
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+
+
+def _through_temp(path: str, data: bytes, put):
+    """Write `data` to a temp file beside local `path` (folders made), then `put(temp, path)`; the temp file never
+    stays. Returns what `put` returned."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        return put(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+
+
+def _link(tmp: str, path: str) -> bool:
+    """Hard-link `tmp` to `path` (FileExistsError when `path` exists); False where the file system has no links."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            return False
+        raise
 
 
 def remove(url: str) -> None:

@@ -1,12 +1,17 @@
-"""One live run per output: a lock file (local) or lock object (s3://) recording who holds it.
+"""One live run per output: a lock file (local) or lock object (s3://) recording who holds it. The one lock of
+the project: make_shards holds one per part (and one for the merge), training and evaluation one per output_dir.
 
     with RunLock(join(out, "_work/part-1-of-1.lock"), what=out):
         ...   # a second live run on the same lock gets `LockHeld`, a message naming this one
+    with output_lock(cfg.output_dir):   # OUTPUT_DIR/run.lock: a training or evaluation output folder, local or s3://
+        ...
 
 The lock holds JSON: `host`, `pid`, `pid_start` (the process's start time, against PID reuse), `started`
 (UTC, ISO 8601), `heartbeat` (Unix time, refreshed every `heartbeat_s` by a daemon thread), `command` and
-a random `token`. It is created exclusively: `O_CREAT|O_EXCL` on local disk, a conditional PUT
-(`If-None-Match: *`) on S3, so two runs that start together cannot both get it.
+a random `token`. It is created exclusively and whole (`shards.storage.create_bytes`: a complete file
+hard-linked into place on local disk, a conditional PUT with `If-None-Match: *` on S3), so two runs that start
+together cannot both get it, and a reader never sees a half-written lock. A lock that is not a JSON object was
+damaged outside frostline: `DamagedLock` names it and asks for it to be removed by hand rather than guessing.
 
 A lock whose holder is gone is *stale* and is taken over (with a warning):
 - same host (the hostname matches): the PID is dead, or belongs to a process with another start time
@@ -42,6 +47,18 @@ class LockHeld(Failure):
     """Another live run holds the lock; the message names it (host, PID, start time) and the lock's URL."""
 
 
+class DamagedLock(Failure):
+    """The lock file holds something other than a lock record (not a JSON object); the message names it."""
+
+
+LOCK_NAME = "run.lock"
+
+
+def output_lock(folder: str, **kw) -> "RunLock":
+    """The lock of a training or evaluation output folder, local or s3://: `FOLDER/run.lock`."""
+    return RunLock(storage.join(folder, LOCK_NAME), what=str(folder), **kw)
+
+
 class RunLock:
     def __init__(self, url: str, *, what: str | None = None, heartbeat_s: float = 30.0,
                  stale_after_s: float = 300.0):
@@ -62,27 +79,31 @@ class RunLock:
                 "command": " ".join(sys.argv)[:500], "token": self.token}
 
     def holder(self) -> dict | None:
-        """The current holder's record, or None when there is no lock (or it vanished while reading)."""
+        """The current holder's record, or None when there is no lock (or it vanished while reading).
+        Raises `DamagedLock` when the lock holds anything but a JSON object."""
         try:
-            held = json.loads(storage.read_bytes(self.url))
+            raw = storage.read_bytes(self.url)
         except FileNotFoundError:
             return None
+        try:
+            held = json.loads(raw)
         except (ValueError, RecursionError):   # not UTF-8, not JSON
             held = None
         if not isinstance(held, dict):
-            return {"host": "?", "pid": -1, "started": "?", "heartbeat": 0.0, "broken": True}
+            raise DamagedLock(f"{self.url}: damaged run lock (not a JSON object: {raw[:60]!r}); if no run is using "
+                              f"{self.what}, remove the lock and start again")
         return held
 
     def is_stale(self, held: dict) -> bool:
-        if held.get("broken"):
-            return True   # a half-written lock cannot happen with atomic writes; treat garbage as stale
         try:
             if held.get("host") == socket.gethostname():
                 pid = int(held.get("pid", -1))
                 return pid <= 0 or not pid_alive(pid, held.get("pid_start"))
             return time.time() - float(held.get("heartbeat", 0)) > self.stale_after_s
         except (TypeError, ValueError, OverflowError):
-            return True   # a pid or heartbeat that is no number: garbage, as above
+            raise DamagedLock(f"{self.url}: damaged run lock (a pid or heartbeat that is no number: "
+                              f"{json.dumps(held)[:80]}); if no run is using {self.what}, remove the lock and start "
+                              "again") from None
 
     @staticmethod
     def describe(held: dict) -> str:
@@ -120,8 +141,10 @@ class RunLock:
                     break      # our own create, retried after its answer was lost: we hold it
                 if not self.is_stale(held):
                     raise LockHeld(f"{self.what} is in use by another run ({self.describe(held)}; lock {self.url}); "
-                                   "wait for it to finish, or give this run another output") from None
-                log.warning("%s: taking over the lock of a run that is gone (%s)", self.what, self.describe(held))
+                                   "one live run per output: wait for it to finish, or give this run another "
+                                   "output") from None
+                log.warning("%s: taking over the lock of a run that is gone (%s; lock %s)", self.what,
+                            self.describe(held), self.url)
                 self.took_over = held
                 storage.remove(self.url)
         else:
@@ -141,6 +164,9 @@ class RunLock:
                     return
                 held["heartbeat"] = time.time()
                 storage.write_bytes(self.url, json.dumps(held, indent=1).encode())
+            except DamagedLock as e:
+                log.warning("%s", e)
+                return
             except Exception as e:  # noqa: BLE001 - a missed heartbeat is not fatal; the next one retries
                 log.debug("lock heartbeat failed: %s", e)
 
@@ -149,7 +175,11 @@ class RunLock:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        held = self.holder()
+        try:
+            held = self.holder()
+        except DamagedLock as e:   # overwritten while held: not ours any more, leave it for a person to see
+            log.warning("%s", e)
+            held = None
         if held is not None and held.get("token") == self.token:
             storage.remove(self.url)
         self.token = None
