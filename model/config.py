@@ -368,5 +368,26 @@ def validate(cfg: Config, defer_fit: bool = False) -> None:
     if isinstance(cfg.eval.max_missing, float) and 1 < cfg.eval.max_missing != int(cfg.eval.max_missing):
         raise ConfigError(f"eval.max_missing={cfg.eval.max_missing}: must be a count >= 0 or a fraction in [0, 1)")
     if not defer_fit:  # model/train.py checks these with the data and the weights, in one message (model.fit)
-        from model.fit import check, schedule_problems
         check(schedule_problems(cfg))
+
+
+# ---------------------------------------------------------------- the fit of a schedule (model.fit's other checks)
+def schedule_problems(cfg: Config) -> list[tuple[str, str]]:
+    """(override, reason) for the epoch counts that do not fit train.epochs."""
+    t, out = cfg.train, []
+    if not 0 <= t.warmup_epochs < t.epochs:
+        out.append((f"train.warmup_epochs={max(0, min(t.warmup_epochs, t.epochs - 1))}",
+                    f"was {t.warmup_epochs}; must be in [0, train.epochs={t.epochs})"))
+    if not 1 <= t.average_from <= t.epochs:
+        out.append((f"train.average_from={max(1, min(t.average_from, t.epochs))}",
+                    f"was {t.average_from}; must be in [1, train.epochs={t.epochs}]"))
+    return out
+
+
+def check(problems: list[tuple[str, str]]) -> None:
+    """Raise one ConfigError naming every override (see model.fit's docstring); nothing when the list is empty."""
+    if problems:
+        width = max(len(o) for o, _ in problems)
+        raise ConfigError("the configuration does not fit the data or the weights; change:\n" + "\n".join(
+            f"  {o:<{width}}  ({why})" for o, why in problems)
+            + "\n(as overrides after --config, or in the YAML file)")

@@ -13,19 +13,7 @@ The architecture named is the one the weights hold (model.clip.ClipInfo.name), n
 """
 from __future__ import annotations
 
-from model.config import Config, ConfigError
-
-
-def schedule_problems(cfg: Config) -> list[tuple[str, str]]:
-    """(override, reason) for the epoch counts that do not fit train.epochs."""
-    t, out = cfg.train, []
-    if not 0 <= t.warmup_epochs < t.epochs:
-        out.append((f"train.warmup_epochs={max(0, min(t.warmup_epochs, t.epochs - 1))}",
-                    f"was {t.warmup_epochs}; must be in [0, train.epochs={t.epochs})"))
-    if not 1 <= t.average_from <= t.epochs:
-        out.append((f"train.average_from={max(1, min(t.average_from, t.epochs))}",
-                    f"was {t.average_from}; must be in [1, train.epochs={t.epochs}]"))
-    return out
+from model.config import Config, ConfigError, check, schedule_problems  # noqa: F401  (check, schedule_problems: this module's API, kept in model.config so that validate needs no import of this one)
 
 
 def batch_problems(cfg: Config, micro_batches: int | None, num_processes: int) -> list[tuple[str, str]]:
@@ -65,10 +53,3 @@ def crop_problems(cfg: Config, image_size: int, model_name: str) -> list[tuple[s
     return out
 
 
-def check(problems: list[tuple[str, str]]) -> None:
-    """Raise one ConfigError naming every override (see the module docstring); nothing when the list is empty."""
-    if problems:
-        width = max(len(o) for o, _ in problems)
-        raise ConfigError("the configuration does not fit the data or the weights; change:\n" + "\n".join(
-            f"  {o:<{width}}  ({why})" for o, why in problems)
-            + "\n(as overrides after --config, or in the YAML file)")

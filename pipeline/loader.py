@@ -44,7 +44,7 @@ class LoaderSettingError(ValueError):
 _INT_RANGES = (("num_frames", 1, 1024), ("frame_stride", 1, 1000), ("batch_size", 1, 65536), ("num_views", 1, 100),
                ("crop_size", 1, 8192), ("num_threads", 1, 1024), ("prefetch", 1, 1024), ("interleave_shards", 1,
                                                                                           1_000_000),
-               ("io_threads", 1, 1024), ("read_chunk_mb", 1, 1_000_000), ("read_buffer_mb", 1, 10_000_000))
+               ("io_threads", 1, 1024), ("read_chunk_mb", 1, 1_000_000), ("read_buffer_mb", 0, 10_000_000))
 _FLOAT_RANGES = (("interleave_jitter", 0.0, 1e6), ("io_timeout_s", 0.001, 86400.0), ("io_retry_s", 0.0, 1e7))
 
 
@@ -77,7 +77,7 @@ class LoaderConfig:
     io_retry_s: float | None = None  # how long storage faults are retried; None: FROSTLINE_IO_RETRY_S or 600 s
     io_timeout_s: float = 60.0     # one object-storage request's connect / read timeout
     read_chunk_mb: int = 64        # object storage: the largest ranged read that serves several samples
-    read_buffer_mb: int = 512      # object storage: most chunk bytes held at once, else one read per sample
+    read_buffer_mb: int = 512      # object storage: most chunk bytes held at once, else one read per sample (0: always)
     gather: bool = True            # decode only the fragments holding the sampled frames, each cut after its last
                                    # one (`shards.fmp4`); False: the stream from the fragment before the clip on
 

@@ -145,7 +145,7 @@ def test_unreadable_weights_are_named(capsys, video, tmp_path):
     (["--threads", "0"], "argument --threads: must be at least 1"),
     (["--frames", "3"], "argument --frames: must be at least 8"),
     (["--seed", "-1"], "argument --seed: must be at least 0"),
-    (["--batch", "6"], "--batch 6 must be a multiple of 4"),
+    (["--batch", "6"], "--batch-size 6 must be a multiple of 4"),
     (["--batch", "128", "--images", "64"], "at most --images 64"),
 ])
 def test_pretrain_clip_refuses_values_it_cannot_train_with(tmp_path, capsys, argv, message):

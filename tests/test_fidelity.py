@@ -294,8 +294,9 @@ def test_evaluation_precision_is_fp32_by_default():
 @pytest.fixture
 def fresh_accelerator_state():
     from accelerate.state import AcceleratorState
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)       # accelerate's state is process-wide
+    AcceleratorState._reset_state(reset_partial_state=True)       # accelerate's state is process-wide: another test
+    yield                                                         # in this worker may have made one
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.mark.parametrize("overrides, dtype", [((), torch.bfloat16), (("model.fidelity=official",), None)])

@@ -426,7 +426,7 @@ def report_text(rep: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = world_arguments(__doc__.split("\n\n")[0], "reduced: 1 of each seed, a 2-point sweep of 2-3 epochs, short "
+    ap = world_arguments(__doc__, "reduced: 1 of each seed, a 2-point sweep of 2-3 epochs, short "
                          "pre-training, a small world, one ablation value each (the test's setting)")
     ap.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0, 1], help="pre-training seeds of the CLIP")
     ap.add_argument("--world-seeds", type=int, nargs="+", default=[0, 1],

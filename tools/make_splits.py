@@ -49,9 +49,12 @@ def _shots(text: str) -> int | None:
     if text == "all":
         return None
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1000000 or 'all', got {text}")
+    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
