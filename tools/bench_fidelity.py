@@ -193,15 +193,17 @@ def paired(a: list[float], b: list[float]) -> dict:
 
 
 def fmt(ms: tuple[float, float]) -> str:
-    return f"{ms[0]:5.1f} ± {ms[1]:4.1f}"
+    """mean ± sample std; the mean alone for one run (a sample std needs two)."""
+    return f"{ms[0]:5.1f} ± {ms[1]:4.1f}" if math.isfinite(ms[1]) else f"{ms[0]:5.1f}"
 
 
 def table(rows: list[tuple[str, dict]]) -> str:
     lines = ["| method | runs | base top-1 | novel top-1 | HM | per-run HM sample std |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, s in rows:
+        spread = f"{s['run_hm_std']:4.1f}" if math.isfinite(s["run_hm_std"]) else "-"
         lines.append(f"| {name} | {s['n']} | {fmt(s['base_top1'])} | {fmt(s['novel_top1'])} | {s['hm']:5.1f} | "
-                     f"{s['run_hm_std']:4.1f} |")
+                     f"{spread} |")
     return "\n".join(lines)
 
 
