@@ -17,6 +17,8 @@ import argparse
 import math
 import os
 
+from shards.cli import whole_number
+
 REMOTE_SCHEMES = ("s3",)      # read through shards.storage, with its retry budget
 
 
@@ -25,21 +27,7 @@ class InputError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------- argparse types
-def at_least(low: int, high: int | None = None):
-    """An argparse type: a whole number >= `low` (and <= `high`)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text!r}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text!r}")
-        return value
-    return parse
-
-
+at_least = whole_number     # an argparse type: a whole number >= low (and <= high); shards.cli's, shared by every tool
 positive_int = at_least(1)    # counts of things that must exist: --top-k, --views, --batch-size, --steps
 count = at_least(0)           # counts that may be zero
 

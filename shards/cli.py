@@ -64,6 +64,22 @@ class Failure(Exception):
     """An expected failure whose message is meant for the user as is (it names the file or URL)."""
 
 
+def whole_number(low: int, high: int | None = None):
+    """An argparse type for every tool's counts: a whole number >= `low` (and <= `high`); a bad value is argparse's
+    usage error naming the option and the value (exit status 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text!r}")
+        return value
+    return parse
+
+
 def add_logging_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add `--quiet` (warnings and errors only) and `--verbose` (debug) to `parser`."""
     group = parser.add_mutually_exclusive_group()

@@ -55,13 +55,13 @@ def test_cli_errors_are_clear(tmp_path):
 def test_bad_arguments_are_argparse_errors(tmp_path):
     syn = make_hmdb51(str(tmp_path / "hmdb"), num_classes=2, per_class=2, quirks=False)
     out = str(tmp_path / "out")
-    for flag, value, text in [("--limit", "-1", "--limit: must be at least 1, got -1"),
+    for flag, value, text in [("--limit", "-1", "--limit: must be at least 1, got '-1'"),
                               ("--limit", "0", "--limit: must be at least 1"),
                               ("--workers", "0", "--workers: must be at least 1"),
                               ("--fps", "-30", "--fps must be from 1 to 240"),
                               ("--shard-size", "0MB", "the shard size must be positive"),
                               ("--shard-size", "lots", "cannot read size"),
-                              ("--keyframe-interval", "x", "expected a number")]:
+                              ("--keyframe-interval", "x", "expected a whole number")]:
         res = run("--dataset", "hmdb51", "--root", syn.root, "--out", out, flag, value)
         assert res.returncode == 2 and text in res.stderr and "usage:" in res.stderr, (flag, value, res.stderr)
     assert not os.path.exists(out)                                  # nothing converted, nothing written

@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from shards.cli import run, setup_logging, tool_parser  # noqa: E402
+from shards.cli import run, setup_logging, tool_parser, whole_number  # noqa: E402
 from shards.cluster import SchedulerError, Stopped, part_source, scheduler_part, stop_on_signals  # noqa: E402
 from shards.convert import (DEFAULT_KEYFRAME_INTERVAL, MAX_KEYFRAME_INTERVAL, ORDERS, SettingError,  # noqa: E402
                             check_fps, convert_dataset, merge, parse_part, parse_size)
@@ -37,21 +37,6 @@ def _checked(parse, what: str):
         except SettingError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
     convert.__name__ = what
-    return convert
-
-
-def _at_least(low, kind=int, most=None):
-    def convert(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value >= low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
-        if most is not None and value > most:
-            raise argparse.ArgumentTypeError(f"must be at most {most}, got {text}")
-        return value
-    convert.__name__ = kind.__name__
     return convert
 
 
@@ -82,20 +67,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test-fraction", type=float, default=None,
                    help="folder: share of each class's videos put in split test, drawn by --seed (default: none)")
     p.add_argument("--out", help="output folder or s3://bucket/prefix (AWS_* variables, incl. AWS_ENDPOINT_URL)")
-    p.add_argument("--workers", type=_at_least(1, most=1024), default=None,
+    p.add_argument("--workers", type=whole_number(1, 1024), default=None,
                    help="parallel videos (default: the CPUs this process may use, os.sched_getaffinity)")
     p.add_argument("--codec", choices=("vp9", "h264", "copy"), default="vp9",
                    help="stored stream: vp9 (DALI CPU+GPU), h264 (DALI GPU only), copy (keep it when decodable)")
-    p.add_argument("--short-side", type=_at_least(2, most=8192), default=256, help="short side in pixels (never upscaled)")
+    p.add_argument("--short-side", type=whole_number(2, 8192), default=256, help="short side in pixels (never upscaled)")
     p.add_argument("--fps", type=_checked(check_fps, "fps"), default=30,
                    help="constant output frame rate, 1 to 240 (default 30)")
-    p.add_argument("--keyframe-interval", type=_at_least(1, most=MAX_KEYFRAME_INTERVAL),
+    p.add_argument("--keyframe-interval", type=whole_number(1, MAX_KEYFRAME_INTERVAL),
                    default=DEFAULT_KEYFRAME_INTERVAL,
                    help="frames between keyframes (random-access decode speed vs size)")
     p.add_argument("--shard-size", type=_checked(_size, "size"), default="512MB",
                    help="target tar size, e.g. 512MB, 1GB")
     p.add_argument("--splits", default=None, help="comma-separated splits to convert (default: all)")
-    p.add_argument("--limit", type=_at_least(1), default=None,
+    p.add_argument("--limit", type=whole_number(1), default=None,
                    help="at most N videos per split (after the seeded shuffle)")
     p.add_argument("--part", type=_part, default=None,
                    help="I/N: convert the I-th of N deterministic parts; auto: the part of this Slurm array task or "

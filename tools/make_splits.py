@@ -21,7 +21,7 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards import splits  # noqa: E402
-from shards.cli import run, setup_logging, tool_parser  # noqa: E402
+from shards.cli import run, setup_logging, tool_parser, whole_number  # noqa: E402
 from shards.records import LayoutError  # noqa: E402
 from shards.sources import read_text  # noqa: E402
 from shards.storage import join  # noqa: E402
@@ -30,31 +30,14 @@ from shards.storage.lock import RunLock  # noqa: E402
 LOCK = "_make_splits.lock"   # under --out: one make_splits per output at a time
 
 
-def count(low: int, high: int):
-    """An argparse type: an integer from `low` to `high`."""
-    def convert(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {text}")
-        return value
-    convert.__name__ = "integer"
-    return convert
-
-
 def _shots(text: str) -> int | None:
     """--shots N (N >= 1) or 'all' (None: every training video)."""
     if text == "all":
         return None
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'all', got {text!r}") from None
-    if not 1 <= value <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"must be from 1 to 1000000 or 'all', got {text}")
-    return value
+        return whole_number(1, 1_000_000)(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e} (or 'all')") from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,9 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--shots", type=_shots, default=16,
                    help="training videos per base class, or 'all' (your own videos; default 16, the papers')")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated splits (default 0)")
-    p.add_argument("--num-train-sets", type=count(1, 100), default=3, help="base2novel training sets s1..sN (default 3)")
-    p.add_argument("--num-eval-sets", type=count(1, 100), default=3, help="cross evaluation sets (default 3)")
-    p.add_argument("--classes-per-set", type=count(1, 1_000_000), default=160, help="cross K600: classes per evaluation set")
+    p.add_argument("--num-train-sets", type=whole_number(1, 100), default=3, help="base2novel training sets s1..sN (default 3)")
+    p.add_argument("--num-eval-sets", type=whole_number(1, 100), default=3, help="cross evaluation sets (default 3)")
+    p.add_argument("--classes-per-set", type=whole_number(1, 1_000_000), default=160, help="cross K600: classes per evaluation set")
     p.add_argument("--from-split-files", metavar="DIR", help="import published split files found under DIR")
     p.add_argument("--split-format", default="auto", choices=["auto", "vificlip", "froster"],
                    help="which published files to import from DIR (auto: ViFi-CLIP's when present, else FROSTER's); "
