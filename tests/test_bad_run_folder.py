@@ -27,16 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
 
 
-def write_config(tmp_path: Path, **data) -> Path:
-    """frostline-tiny on CPU, output under tmp_path/run, splits under tmp_path/splits."""
-    f = tmp_path / "c.yaml"
-    f.write_text(json.dumps({
-        "output_dir": str(tmp_path / "run"), "model": {"clip": "frostline-tiny", "pretrained": None},
-        "data": {"splits": str(tmp_path / "splits"), "device": "cpu", "num_frames": 4, "frame_stride": 2,
-                 "crop_size": 64, "short_side_range": [64, 72], "num_threads": 1, **data},
-        "train": {"epochs": 2, "warmup_epochs": 1, "global_batch": 4, "micro_batch": 2, "lr_reference_batch": 4,
-                  "mixed_precision": "no", "progress": False}}))
-    return f
+def write_config(tmp_path: Path) -> Path:
+    """frostline-tiny on CPU (tests/train_data.py's config), output under tmp_path/run, splits under tmp_path/splits."""
+    from train_data import write_tiny_config
+    return write_tiny_config(tmp_path / "c.yaml", tmp_path / "splits", tmp_path / "run", eval_batch=8,
+                             train={"epochs": 2, "lr_reference_batch": 4})
 
 
 def one_line(capsys, prog: str) -> str:
