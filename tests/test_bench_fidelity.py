@@ -26,7 +26,7 @@ def runs(out: Path, name: str) -> Path:
 
 def quick(out: Path) -> str:
     r = subprocess.run([sys.executable, "tools/bench_fidelity.py", "--out", str(out), "--quick", "model.alpha=0.2",
-                        "model.distill_weight=3"], cwd=REPO, capture_output=True, text=True, timeout=600,
+                        "model.distill_weight=3", "--lrs", "0.0005"], cwd=REPO, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     return r.stdout
@@ -42,7 +42,8 @@ def test_bench_fidelity_quick_checks_the_criteria_on_its_own_runs(tmp_path):
     last = re.fullmatch(r"froster_hm_gain_vs_best: (-?\d+\.\d\d)", lines[-1])
     assert last, lines[-1]
     for row in ("| zero-shot | 1 |", "| fine-tuned (λ=0) | 1 |", "| FROSTER | 1 |", "| FROSTER α=1 | 1 |",
-                "| FROSTER λ=8 | 1 |", "| FROSTER visual-only distillation | 1 |",
+                "| FROSTER λ=8 | 1 |", "| FROSTER lr=0.0005 | 1 |",
+                "| FROSTER visual-only distillation | 1 |",
                 "| fine-tuned (λ=0), single-frame clips | 1 |", "| zero-shot, static-only class names | 1 |"):
         assert row in text, row
 
@@ -60,6 +61,11 @@ def test_bench_fidelity_quick_checks_the_criteria_on_its_own_runs(tmp_path):
     assert crit[1].startswith("PASS" if ft["base_top1"] >= zs["base_top1"] + 25 else "FAIL")
     # one run has no interval: criterion 4 cannot pass
     assert crit[3].startswith("FAIL") and "nan" in crit[3]
+
+    # the CLIP was pre-trained on frames without afterimages (no motion shown or named); the world's clips have them
+    clip_info = json.loads((out / "clip" / "seed0" / "world_clip.json").read_text())
+    assert clip_info["settings"]["afterimages"] is False, clip_info["settings"]
+    assert json.loads((out / "world0" / "raw" / ".complete").read_text())["settings"]["afterimage"] is True
 
     # the sweep trained on the training sets and scored base validation clips (held-out group 2), never test clips
     rep = json.loads((out / "fidelity.json").read_text())
@@ -83,9 +89,10 @@ def test_bench_fidelity_quick_checks_the_criteria_on_its_own_runs(tmp_path):
     ft_cfg = yaml.safe_load((runs(out, "finetune") / "config.yaml").read_text())
     assert (fr_cfg["model"]["alpha"], fr_cfg["model"]["distill_weight"]) == (0.2, 3.0)
     assert ft_cfg["model"]["distill_weight"] == 0
-    for name, alpha, lam in (("alpha1", 1.0, 3.0), ("lambda8", 0.2, 8.0)):
+    for name, alpha, lam, lr in (("alpha1", 1.0, 3.0, rep["chosen"]["FROSTER"]["lr"]),
+                                 ("lambda8", 0.2, 8.0, rep["chosen"]["FROSTER"]["lr"]), ("lr0.0005", 0.2, 3.0, 5e-4)):
         cfg = yaml.safe_load((runs(out, name) / "config.yaml").read_text())
-        assert (cfg["model"]["alpha"], cfg["model"]["distill_weight"]) == (alpha, lam)
+        assert (cfg["model"]["alpha"], cfg["model"]["distill_weight"], cfg["train"]["lr"]) == (alpha, lam, lr)
 
     def steps(name):
         return [json.loads(x) for x in (runs(out, name) / "metrics.jsonl").read_text().splitlines()]

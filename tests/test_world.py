@@ -144,6 +144,22 @@ def test_afterimage_trails_behind_a_moving_object():
     assert len(rel) and (rel < 0).sum() > (rel > 0).sum()     # the trail lies to the left (behind)
 
 
+def test_the_filled_trail_fades_behind_a_moving_object(monkeypatch):
+    """The trail alone (no outlines): copies of the object where it was, dimmer the longer ago, none ahead."""
+    monkeypatch.setattr(w, "GHOSTS", ())
+    s = Scene("white", "square", "moving right", size="small", speed="quickly", background="black", seed=11)
+    r = w.render(s, W, H, T, times=[10])
+    x, y = r.centres[0, 0]
+    half = int(0.8 * w.SIZES["small"] * min(W, H))          # the square's half side
+    row = r.frames[0, int(y)].astype(int).sum(-1)             # brightness along the row through the centre
+    def at(offset):                                           # columns `offset` pixels from the centre (on the torus)
+        return row[int(np.floor(x + offset)) % W]
+    step = w.SPEEDS["quickly"]
+    near, far = at(-half - 0.5 * w.TRAIL[0][0] * step), at(-half - 0.5 * (w.TRAIL[1][0] + w.TRAIL[2][0]) * step)
+    ahead = at(half + 2)
+    assert near > far > ahead + 20, (near, far, ahead)
+
+
 def test_motion_words_come_from_the_scene_and_are_left_out_when_a_frame_cannot_show_them():
     rng = random.Random(0)
     for _ in range(200):

@@ -56,10 +56,11 @@ def say(message: str) -> None:
 
 # ------------------------------------------------------------------------------------------------------ the inputs
 def pretrained_clip(out: Path, *, steps: int, images: int, seed: int = 0, log=say) -> Path:
-    """The pre-trained world CLIP of `seed` under out/clip/seed<seed> (made once, reused while its settings stay)."""
+    """The pre-trained world CLIP of `seed` under out/clip/seed<seed> (made once, reused while its settings stay):
+    pre-trained on frames without afterimages, so no frame it sees shows a motion and no caption names one."""
     from tools import pretrain_clip
     path = out / "clip" / f"seed{seed}" / "world_clip.pt"
-    settings = {**pretrain_clip.DEFAULTS, "steps": steps, "images": images, "seed": seed}
+    settings = {**pretrain_clip.DEFAULTS, "steps": steps, "images": images, "seed": seed, "afterimages": False}
     t = time.time()
     info = pretrain_clip.pretrain(path, **settings, log=lambda m: log("      " + m))
     log(f"      pre-trained CLIP (seed {seed}): {path} (held-out zero-shot {info['zero_shot_untrained']:.1f} % "
@@ -79,7 +80,8 @@ def world_dataset(out: Path, *, groups: int, clips: int, shots: int, train_sets:
     raw, store = out / "raw", out / "shards"
     settings = {"groups": groups, "clips": clips, "shots": shots, "train_sets": train_sets, "frames": frames,
                 "seed": seed, "val_groups": list(val_groups), "afterimage": afterimage,
-                "fixed": world.EXPERIMENT_NUISANCE,
+                "fixed": world.EXPERIMENT_NUISANCE, "speeds": world.SPEEDS, "trail": world.TRAIL,
+                "ghosts": world.GHOSTS,
                 "base": [c.prompt for c in world.BASE_CLASSES], "novel": [c.prompt for c in world.NOVEL_CLASSES]}
     done = raw / ".complete"
     if done.exists() and json.loads(done.read_text())["settings"] != json.loads(json.dumps(settings)):
@@ -240,6 +242,7 @@ class LazyDict(dict):
 def experiment(out: Path, *, seeds: list[int], train_sets: list[int], pretrain_seeds: list[int],
                world_seeds: list[int], sweep_lrs: list[float], sweep_epochs: list[int], alphas: list[float],
                lambdas: list[float], pretrain_steps: int, pretrain_images: int, groups: int, clips: int, shots: int,
+               lrs: list[float] = (),
                extra: list[str], ablation_runs: int | None = None, distill_terms: tuple[str, ...] = ("visual", "text"),
                val_groups: tuple[int, ...] = VAL_GROUPS, epochs: int | None = None, log=say) -> dict:
     import torch
@@ -314,6 +317,7 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], pretrain_s
     ablations: dict[str, list[dict]] = {}
     variants = [(f"FROSTER α={a:g}", f"alpha{a:g}", [f"model.alpha={a}"]) for a in alphas]
     variants += [(f"FROSTER λ={lam:g}", f"lambda{lam:g}", [f"model.distill_weight={lam}"]) for lam in lambdas]
+    variants += [(f"FROSTER lr={lr:g}", f"lr{lr:g}", [f"train.lr={lr}"]) for lr in lrs]
     variants += [(f"FROSTER {t}-only distillation", f"distill_{t}", [f"model.distill_terms={t}"])
                  for t in distill_terms]
     for label, key, ov in variants:
@@ -410,7 +414,7 @@ def report_text(rep: dict) -> str:
     lines += ["", "Controls:", table(list(rep["controls"].items())), ""]
     n_ab = next(iter(rep["ablations"].values()))["n"] if rep["ablations"] else 0
     if not n_ab:
-        lines.append("Ablations: none asked for (--alphas, --lambdas, --distill-terms).")
+        lines.append("Ablations: none asked for (--alphas, --lambdas, --lrs, --distill-terms).")
     else:
         lines.append(f"Ablations (FROSTER's setting with one thing changed; each row its own {n_ab} run(s), the "
                      f"first runs; last column: paired HM difference to FROSTER's same runs, mean [95 % interval]):")
@@ -433,10 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0, 1], help="pre-training seeds of the CLIP")
     ap.add_argument("--world-seeds", type=int, nargs="+", default=[0, 1],
                     help="seeds of the generated videos (training, validation and test clips)")
-    ap.add_argument("--sweep-lrs", type=float, nargs="+", default=[1e-3, 2e-3])
-    ap.add_argument("--sweep-epochs", type=int, nargs="+", default=[5, 10])
+    ap.add_argument("--sweep-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3])
+    ap.add_argument("--sweep-epochs", type=int, nargs="+", default=[20, 40])
     ap.add_argument("--alphas", type=float, nargs="*", default=[1.0], help="ablation: model.alpha values")
     ap.add_argument("--lambdas", type=float, nargs="*", default=[8.0], help="ablation: model.distill_weight values")
+    ap.add_argument("--lrs", type=float, nargs="*", default=[], help="ablation: train.lr values for FROSTER (its "
+                    "chosen epochs), e.g. plain fine-tuning's chosen learning rate")
     ap.add_argument("--distill-terms", nargs="*", default=[], choices=["visual", "text"],
                     help="distillation-term ablations (model.distill_terms): visual-only, text-only")
     ap.add_argument("--ablation-runs", type=int, default=0,
@@ -453,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.update(groups=4, clips=2, shots=2)
     rep = experiment(out, **settings, pretrain_seeds=a.pretrain_seeds, world_seeds=a.world_seeds,
                      sweep_lrs=a.sweep_lrs, sweep_epochs=a.sweep_epochs, alphas=a.alphas, lambdas=a.lambdas,
-                     ablation_runs=a.ablation_runs or None, distill_terms=tuple(a.distill_terms),
+                     lrs=a.lrs, ablation_runs=a.ablation_runs or None, distill_terms=tuple(a.distill_terms),
                      val_groups=(2,) if a.quick else VAL_GROUPS)
     print()
     print(report_text(rep))

@@ -35,7 +35,7 @@ from shards.cli import run, setup_logging, tool_parser  # noqa: E402
 
 DEMO_CONFIG = REPO / "model" / "configs" / "demo.yaml"
 # the sweep's choice (tools/bench_fidelity.py, default setting; docs/world.md "The sweep")
-CHOSEN = {"finetune": ["train.lr=0.001", "train.epochs=10"], "froster": ["train.lr=0.001", "train.epochs=10"]}
+CHOSEN = {"finetune": ["train.lr=0.0003", "train.epochs=40"], "froster": ["train.lr=0.001", "train.epochs=40"]}
 METHODS = (("zero-shot", "zero_shot", None),
            ("fine-tuned (λ=0)", "finetune", [*CHOSEN["finetune"], "model.distill_weight=0"]),
            ("FROSTER", "froster", CHOSEN["froster"]))

@@ -4,8 +4,9 @@ A `Scene` fixes what is drawn: colour, shape, size, pattern, count, background, 
 from the scene's own seed). `render` draws it with numpy on a small canvas, deterministically:
 
 - objects move on a torus (leaving one edge, they come back on the other), spin, grow, shrink, or fade in/out;
-- with `afterimage=True` (the default) every moving object leaves an *afterimage*: the outlines of where it was 3
-  and 6 frames earlier, drawn over the frame, so a single frame shows direction, spin and growth. Without it a
+- with `afterimage=True` (the default) every moving object leaves an *afterimage*: a fading trail (filled copies
+  of where it was 2, 4 and 6 frames earlier, under the object, `TRAIL`) and the outlines of where it was 3 and 6
+  frames earlier, over the frame (`GHOSTS`), so a single frame shows direction, spin and growth. Without it a
   frame shows no trace of motion: moving left at time t is, pixel for pixel, moving right at time -t.
 
 `captions(scene, frame)` describes one rendered frame with a varied grammar (phrasings, synonyms, word orders,
@@ -39,10 +40,11 @@ COUNTS = (1, 2, 3)
 BACKGROUNDS = {"black": (14, 14, 18), "grey": (105, 105, 105), "brown": (95, 62, 30)}
 MOTIONS = ("moving left", "moving right", "moving up", "moving down", "spinning", "growing", "shrinking",
            "appearing", "disappearing")
-SPEEDS = {"slowly": 0.5, "quickly": 1.0}                 # pixels (or their equivalent) per frame
+SPEEDS = {"slowly": 0.5, "quickly": 3.0}                 # pixels (or their equivalent) per frame
 DIRECTIONS = {"moving left": (-1, 0), "moving right": (1, 0), "moving up": (0, -1), "moving down": (0, 1)}
 POSITIONS = ("left", "right", "top", "bottom", "middle")
-GHOSTS = ((3, 0.55), (6, 0.3))                           # afterimage: (frames ago, opacity)
+GHOSTS = ((3, 0.55), (6, 0.3))                           # afterimage outlines: (frames ago, opacity)
+TRAIL = ((2, 0.45), (4, 0.3), (6, 0.15))                 # afterimage trail, filled, under the object: (ago, opacity)
 STRIPE = 3                                               # pattern period in pixels
 # motions a single frame shows (through the afterimage); fading in and out look alike in one frame
 VISIBLE_IN_A_FRAME = ("moving left", "moving right", "moving up", "moving down", "spinning", "growing", "shrinking")
@@ -190,6 +192,12 @@ def render(scene: Scene, width: int = 32, height: int = 32, frames: int = 16, ti
     moving = scene.afterimage and scene.motion in VISIBLE_IN_A_FRAME
     for i, t in enumerate(times):
         img = background.copy()
+        if moving and TRAIL:
+            for ago, strength in TRAIL:          # filled copies of the past, under the object: a fading trail
+                gcs, gr, gangle, _ = _state(scene, start, side, t - ago, frames, width, height)
+                for cx, cy in gcs:
+                    past = _object(scene.shape, xx, yy, cx, cy, gr, gangle, width, height)[0]
+                    img = np.where(past[..., None], strength * colour + (1 - strength) * img, img)
         cs, r, angle, alpha = _state(scene, start, side, t, frames, width, height)
         centres[i], radii[i], opacity[i] = cs, r, alpha
         full = np.zeros((height, width), bool)
@@ -204,7 +212,7 @@ def render(scene: Scene, width: int = 32, height: int = 32, frames: int = 16, ti
             img = np.where(inside[..., None], alpha * paint + (1 - alpha) * img, img)
             full |= inside & (shade == 1.0)
         ghosted = np.zeros((height, width), bool)
-        if moving:
+        if moving and GHOSTS:
             for ago, strength in GHOSTS:
                 gcs, gr, gangle, _ = _state(scene, start, side, t - ago, frames, width, height)
                 for cx, cy in gcs:
@@ -323,19 +331,20 @@ def shows_motion(scene: Scene) -> bool:
 # ---------------------------------------------------------------------------------------- base-to-novel datasets
 @dataclass(frozen=True)
 class WorldClass:
-    """An experiment class: a colour, a shape and a motion ('red square moving left')."""
-    colour: str
+    """An experiment class: a colour, a shape and a motion ('red square moving left'). A class without a colour
+    (None: 'square moving left') has clips in any of `BASE_COLOURS`, a nuisance its name does not mention."""
+    colour: str | None
     shape: str
     motion: str
 
     @property
     def prompt(self) -> str:
-        return f"{self.colour} {self.shape} {self.motion}"
+        return " ".join(w for w in (self.colour, self.shape, self.motion) if w)
 
     @property
     def static_prompt(self) -> str:
         """What a single frame without afterimages can show of the class: 'red square'."""
-        return f"{self.colour} {self.shape}"
+        return " ".join(w for w in (self.colour, self.shape) if w)
 
     @property
     def name(self) -> str:
@@ -358,6 +367,7 @@ REVERSED = {"moving left": "moving right", "moving right": "moving left", "movin
             "moving down": "moving up", "growing": "shrinking", "shrinking": "growing", "appearing": "disappearing",
             "disappearing": "appearing"}
 BASE_CLASSES = tuple(class_grid(("red",), ("square",), BASE_MOTIONS))
+BASE_COLOURS = ("red",)          # the colours of a base clip whose class names none (WorldClass.colour None)
 NOVEL_CLASSES = tuple(WorldClass(c, s, "spinning") for c, s in zip(
     ("green", "blue", "yellow", "purple", "orange", "white", "cyan", "pink"),
     ("circle", "triangle", "diamond", "cross", "ring", "diamond", "circle", "triangle")))
@@ -384,8 +394,9 @@ def class_scene(cls: WorldClass, rng: random.Random, width: int, height: int, fr
     """A random clip of a class: the class fixes colour, shape and motion, `fixed` other attributes; the rest is
     nuisance."""
     while True:
-        s = replace(sample_scene(rng), colour=cls.colour, shape=cls.shape, motion=cls.motion, afterimage=afterimage,
-                    **(fixed or {}))
+        s = sample_scene(rng)
+        s = replace(s, colour=cls.colour or rng.choice(BASE_COLOURS), shape=cls.shape, motion=cls.motion,
+                    afterimage=afterimage, **(fixed or {}))
         if fits(s, width, height, frames):
             return s
 
