@@ -26,8 +26,8 @@ def runs(out: Path, name: str) -> Path:
 
 def quick(out: Path) -> str:
     r = subprocess.run([sys.executable, "tools/bench_fidelity.py", "--out", str(out), "--quick", "model.alpha=0.2",
-                        "model.distill_weight=3", "--lrs", "0.0005"], cwd=REPO, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                        "model.distill_weight=3", "--lrs", "0.0005"], cwd=REPO, capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     return r.stdout
 

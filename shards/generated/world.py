@@ -150,6 +150,12 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~inner
 
 
+def _past_objects(scene: Scene, start: np.ndarray, side: int, t: float, frames: int, xx, yy, w: int, h: int):
+    """Inside masks of the scene's objects at (past) time t: what an afterimage draws."""
+    cs, r, angle, _ = _state(scene, start, side, t, frames, w, h)
+    return [_object(scene.shape, xx, yy, cx, cy, r, angle, w, h)[0] for cx, cy in cs]
+
+
 def _place(scene: Scene, rng: np.random.Generator, side: int, w: int, h: int, frames: int) -> np.ndarray:
     """Start centres [count, 2] whose objects never overlap (same motion for all, so a safe start stays safe)."""
     rmax = max(_radius(scene, side, 0, frames), _radius(scene, side, frames - 1, frames))
@@ -192,11 +198,9 @@ def render(scene: Scene, width: int = 32, height: int = 32, frames: int = 16, ti
     moving = scene.afterimage and scene.motion in VISIBLE_IN_A_FRAME
     for i, t in enumerate(times):
         img = background.copy()
-        if moving and TRAIL:
+        if moving:
             for ago, strength in TRAIL:          # filled copies of the past, under the object: a fading trail
-                gcs, gr, gangle, _ = _state(scene, start, side, t - ago, frames, width, height)
-                for cx, cy in gcs:
-                    past = _object(scene.shape, xx, yy, cx, cy, gr, gangle, width, height)[0]
+                for past in _past_objects(scene, start, side, t - ago, frames, xx, yy, width, height):
                     img = np.where(past[..., None], strength * colour + (1 - strength) * img, img)
         cs, r, angle, alpha = _state(scene, start, side, t, frames, width, height)
         centres[i], radii[i], opacity[i] = cs, r, alpha
@@ -212,11 +216,10 @@ def render(scene: Scene, width: int = 32, height: int = 32, frames: int = 16, ti
             img = np.where(inside[..., None], alpha * paint + (1 - alpha) * img, img)
             full |= inside & (shade == 1.0)
         ghosted = np.zeros((height, width), bool)
-        if moving and GHOSTS:
+        if moving:
             for ago, strength in GHOSTS:
-                gcs, gr, gangle, _ = _state(scene, start, side, t - ago, frames, width, height)
-                for cx, cy in gcs:
-                    line = _outline(_object(scene.shape, xx, yy, cx, cy, gr, gangle, width, height)[0])
+                for past in _past_objects(scene, start, side, t - ago, frames, xx, yy, width, height):
+                    line = _outline(past)
                     img = np.where(line[..., None], strength * colour + (1 - strength) * img, img)
                     ghosted |= line
         out[i] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
@@ -331,20 +334,19 @@ def shows_motion(scene: Scene) -> bool:
 # ---------------------------------------------------------------------------------------- base-to-novel datasets
 @dataclass(frozen=True)
 class WorldClass:
-    """An experiment class: a colour, a shape and a motion ('red square moving left'). A class without a colour
-    (None: 'square moving left') has clips in any of `BASE_COLOURS`, a nuisance its name does not mention."""
-    colour: str | None
+    """An experiment class: a colour, a shape and a motion ('red square moving left')."""
+    colour: str
     shape: str
     motion: str
 
     @property
     def prompt(self) -> str:
-        return " ".join(w for w in (self.colour, self.shape, self.motion) if w)
+        return f"{self.colour} {self.shape} {self.motion}"
 
     @property
     def static_prompt(self) -> str:
         """What a single frame without afterimages can show of the class: 'red square'."""
-        return " ".join(w for w in (self.colour, self.shape) if w)
+        return f"{self.colour} {self.shape}"
 
     @property
     def name(self) -> str:
@@ -367,7 +369,6 @@ REVERSED = {"moving left": "moving right", "moving right": "moving left", "movin
             "moving down": "moving up", "growing": "shrinking", "shrinking": "growing", "appearing": "disappearing",
             "disappearing": "appearing"}
 BASE_CLASSES = tuple(class_grid(("red",), ("square",), BASE_MOTIONS))
-BASE_COLOURS = ("red",)          # the colours of a base clip whose class names none (WorldClass.colour None)
 NOVEL_CLASSES = tuple(WorldClass(c, s, "spinning") for c, s in zip(
     ("green", "blue", "yellow", "purple", "orange", "white", "cyan", "pink"),
     ("circle", "triangle", "diamond", "cross", "ring", "diamond", "circle", "triangle")))
@@ -394,9 +395,8 @@ def class_scene(cls: WorldClass, rng: random.Random, width: int, height: int, fr
     """A random clip of a class: the class fixes colour, shape and motion, `fixed` other attributes; the rest is
     nuisance."""
     while True:
-        s = sample_scene(rng)
-        s = replace(s, colour=cls.colour or rng.choice(BASE_COLOURS), shape=cls.shape, motion=cls.motion,
-                    afterimage=afterimage, **(fixed or {}))
+        s = replace(sample_scene(rng), colour=cls.colour, shape=cls.shape, motion=cls.motion, afterimage=afterimage,
+                    **(fixed or {}))
         if fits(s, width, height, frames):
             return s
 
