@@ -109,7 +109,7 @@ def test_bench_fidelity_quick_checks_the_criteria_on_its_own_runs(tmp_path):
     assert single["weights"] == ft["weights"]
     assert "data.num_frames=1" in json.loads((runs(out, "control_single_frame") / "bench_args.json").read_text())
     static = pq.read_table(out / "world0" / "splits_static" / "base2novel" / "ucf101" / "classes_base.parquet")
-    assert set(static.column("prompt").to_pylist()) == {"red square"}
+    assert set(static.column("prompt").to_pylist()) == {"square"}
     assert res("control_static_prompts", True)["weights"] == "zero-shot"
 
     # rerun: everything is reused, the same last line

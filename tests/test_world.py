@@ -212,15 +212,15 @@ def test_b2n_dataset_layout_and_split_lists(tmp_path):
 
 
 def test_any_frame_of_a_base_class_is_a_frame_of_its_time_reversed_partner_without_afterimages():
-    """The experiment's base classes share one static look: without afterimages, a single frame of 'red square
-    moving left' at time t is, pixel for pixel, the frame of 'red square moving right' at time -t (same start);
+    """The experiment's base classes share one static look: without afterimages, a single frame of a red square
+    moving left at time t is, pixel for pixel, the frame of one moving right at time -t (same start);
     growing/shrinking and appearing/disappearing are each other's clips played backwards. Only the clip's order
     tells them apart; with afterimages a single frame does."""
     from dataclasses import replace
-    assert {c.static_prompt for c in w.BASE_CLASSES} == {"red square"} and len(w.BASE_CLASSES) == 8
+    assert {(c.colour, c.shape) for c in w.BASE_CLASSES} == {("red", "square")} and len(w.BASE_CLASSES) == 8
     for cls in w.BASE_CLASSES:
         partner = w.REVERSED[cls.motion]
-        assert w.WorldClass(cls.colour, cls.shape, partner) in w.BASE_CLASSES
+        assert replace(cls, motion=partner) in w.BASE_CLASSES
         s = w.class_scene(cls, random.Random(len(cls.name)), W, H, T, afterimage=False)
         p = replace(s, motion=partner)
         if cls.motion in w.DIRECTIONS:
@@ -232,6 +232,20 @@ def test_any_frame_of_a_base_class_is_a_frame_of_its_time_reversed_partner_witho
             a, b = w.render(s, W, H, T).frames, w.render(p, W, H, T).frames[::-1]
             assert np.mean(np.abs(a.astype(int) - b.astype(int)) > 1) < 0.002, cls
             assert not np.array_equal(a, w.render(p, W, H, T).frames)        # forwards they differ
+
+
+def test_base_names_leave_the_colour_out_that_their_clips_show():
+    """'square moving left': the name says shape and motion; every clip of the class shows a red square."""
+    assert [c.prompt for c in w.BASE_CLASSES[:2]] == ["square moving left", "square moving right"]
+    assert {c.static_prompt for c in w.BASE_CLASSES} == {"square"}
+    assert w.BASE_CLASSES[0].name == "SquareMovingLeft"
+    assert w.WorldClass("red", "square", "growing").prompt == "red square growing"       # the default says it
+    rng = random.Random(0)
+    scenes = [w.class_scene(c, rng, W, H, T, fixed=w.EXPERIMENT_NUISANCE) for c in w.BASE_CLASSES for _ in range(3)]
+    assert {s.colour for s in scenes} == {"red"} and {s.shape for s in scenes} == {"square"}
+    r = w.render(scenes[0], W, H, T)
+    red = np.array(w.COLOURS["red"])
+    assert (np.abs(r.frames[r.masks].astype(int) - red).max(axis=-1) <= 1).all() and r.masks.any()
 
 
 def test_novel_classes_need_colours_no_base_class_has_and_their_static_look_names_them():

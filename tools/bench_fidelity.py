@@ -1,19 +1,21 @@
 #!/usr/bin/env python
 """Does FROSTER help? Zero-shot vs plain fine-tuning vs FROSTER on base and novel classes of the generated world.
 
-    python tools/bench_fidelity.py --out fidelity_out           # the full experiment (about 21 minutes on 2 cores)
+    python tools/bench_fidelity.py --out fidelity_out           # the full experiment (about 35 minutes on 2 cores)
     python tools/bench_fidelity.py --out q --quick              # a reduced run (the test's setting)
 
 1. Per pre-training seed (`--pretrain-seeds`) a tiny CLIP is pre-trained on captioned frames of the world
    (tools/pretrain_clip.py; frames without afterimages, so no caption names a motion).
 2. Per world seed (`--world-seeds`) a base-to-novel dataset is generated in UCF101's layout with FROSTER's split
    lists (shards/generated/world.py: BASE_CLASSES, NOVEL_CLASSES), converted by make_shards and split by
-   make_splits (--from-split-files): 8 base classes, one static look ("red square") in 8 motions that only the clip
-   shows; 8 novel classes, 8 colours no base class has, all spinning. Besides the test split: a validation split
-   (base clips of held-out training groups) and the test split with static-only class names ("red square").
+   make_splits (--from-split-files): 8 base classes, one static look (a red square) in 8 motions that only the clip
+   shows, named without the colour ("square moving left"); 8 novel classes, 8 colours no base class has, all
+   spinning. Besides the test split: a validation split (base clips of held-out training groups) and the test split
+   with static-only class names ("square", "green circle").
 3. The sweep: learning rate x epochs for plain fine-tuning and for FROSTER, each trained on the first (pre-training
    seed, world seed, seed, training set) and scored on the base validation clips only. The rule: the highest base
    validation top-1; ties go to fewer epochs, then to the lower learning rate. Novel accuracy is never read.
+   All of it on portable CPU kernels (model/kernels.py): the same numbers on every x86-64 machine.
 4. Every method runs through model/train.py with model/configs/demo.yaml, from the run's pre-trained CLIP (student
    initialisation and teacher): zero-shot (`--eval-only --zero-shot`, one per pre-training seed x world seed),
    plain fine-tuning (`model.distill_weight=0`) and FROSTER (model.alpha, model.distill_weight of the config or
@@ -46,12 +48,24 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from model import kernels  # noqa: F401,E402  (before torch: the same CPU kernels on every x86-64 machine)
+
 CONFIG = REPO / "model" / "configs" / "demo.yaml"
 VAL_GROUPS = (2, 6)            # split-1 training groups held out as base validation clips (groups 1, 5 are test)
 
 
 def say(message: str) -> None:
     print(message, flush=True)
+
+
+def same_kernels(out: Path) -> None:
+    """Refuse an --out whose results were computed with other CPU kernels (model/kernels.py): a rerun resumes
+    finished runs, and runs of two kernel sets would mix in one table."""
+    path, now = out / "kernels.json", kernels.pinned()
+    if path.exists() and json.loads(path.read_text()) != now:
+        sys.exit(f"error: {out} holds results computed with other CPU kernels ({json.loads(path.read_text())}, "
+                 f"now {now}); use another --out")
+    path.write_text(json.dumps(now) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------------ the inputs
@@ -247,6 +261,7 @@ def experiment(out: Path, *, seeds: list[int], train_sets: list[int], pretrain_s
                val_groups: tuple[int, ...] = VAL_GROUPS, epochs: int | None = None, log=say) -> dict:
     import torch
     torch.set_num_threads(2)        # fixed thread count: the same sums in the same order on every run
+    same_kernels(out)               # and the same CPU kernels (model/kernels.py)
     start = time.time()
     log(f"[1/6] pre-training the world CLIP (tools/pretrain_clip.py), seeds {pretrain_seeds} (each when first "
         f"needed)")
@@ -437,15 +452,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0, 1], help="pre-training seeds of the CLIP")
     ap.add_argument("--world-seeds", type=int, nargs="+", default=[0, 1],
                     help="seeds of the generated videos (training, validation and test clips)")
-    ap.add_argument("--sweep-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3])
-    ap.add_argument("--sweep-epochs", type=int, nargs="+", default=[20, 40])
+    ap.add_argument("--sweep-lrs", type=float, nargs="+", default=[3e-4, 1e-3])
+    ap.add_argument("--sweep-epochs", type=int, nargs="+", default=[40, 80])
     ap.add_argument("--alphas", type=float, nargs="*", default=[1.0], help="ablation: model.alpha values")
     ap.add_argument("--lambdas", type=float, nargs="*", default=[8.0], help="ablation: model.distill_weight values")
     ap.add_argument("--lrs", type=float, nargs="*", default=[], help="ablation: train.lr values for FROSTER (its "
                     "chosen epochs), e.g. plain fine-tuning's chosen learning rate")
     ap.add_argument("--distill-terms", nargs="*", default=[], choices=["visual", "text"],
                     help="distillation-term ablations (model.distill_terms): visual-only, text-only")
-    ap.add_argument("--ablation-runs", type=int, default=0,
+    ap.add_argument("--ablation-runs", type=int, default=2,
                     help="ablations on the first N runs only (0: all)")
     a = ap.parse_args(argv)
     epochs_given = a.epochs

@@ -37,6 +37,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from model import kernels  # noqa: F401,E402  (before torch: the same CPU kernels on every x86-64 machine)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -143,7 +144,8 @@ def pretrain(out: Path, *, steps: int, batch: int, images: int, captions: int, l
     from model.clip import build_clip, encode_text, export_clip
 
     settings = {"steps": steps, "batch": batch, "images": images, "captions": captions, "lr": lr, "seed": seed,
-                "threads": threads, "frames": frames, "model": model, "afterimages": afterimages}
+                "threads": threads, "frames": frames, "model": model, "afterimages": afterimages,
+                "kernels": kernels.pinned()}
     side = out.with_suffix(".json")
     if out.exists() and side.exists():
         info = json.loads(side.read_text())

@@ -13,9 +13,10 @@ from the scene's own seed). `render` draws it with numpy on a small canvas, dete
 attributes mentioned or left out); it names a motion only when the frame shows it.
 
 The base-to-novel experiment's classes (`BASE_CLASSES`, `NOVEL_CLASSES`): eight base classes share one static look
-(a red square) and differ only in motion, which a frame shows only through its afterimage and a CLIP pre-trained on
-captioned frames grounds weakly; eight novel classes have eight colours no base class has (all spinning), which
-pre-training grounded and base training never exercises. `make_b2n_ucf101` writes such a dataset in UCF101's
+(a red square) and differ only in motion, which a frame shows only through its afterimage and a CLIP pre-trained
+without afterimages never saw; their names leave the colour out ('square moving left'). Eight novel classes have
+eight colours no base class has (all spinning), which pre-training grounded and base training teaches the model to
+look past. `make_b2n_ucf101` writes such a dataset in UCF101's
 official layout plus FROSTER's published split-file layout (`zs_label_db/B2N_ucf101/`, and with `val_groups` a
 validation copy), so an experiment runs through make_shards -> make_splits -> DALI -> model/train.py.
 """
@@ -334,19 +335,21 @@ def shows_motion(scene: Scene) -> bool:
 # ---------------------------------------------------------------------------------------- base-to-novel datasets
 @dataclass(frozen=True)
 class WorldClass:
-    """An experiment class: a colour, a shape and a motion ('red square moving left')."""
+    """An experiment class: a colour, a shape and a motion ('red square moving left'). With `says_colour` False the
+    class's clips keep their colour but its name leaves it out ('square moving left')."""
     colour: str
     shape: str
     motion: str
+    says_colour: bool = True
 
     @property
     def prompt(self) -> str:
-        return f"{self.colour} {self.shape} {self.motion}"
+        return f"{self.static_prompt} {self.motion}"
 
     @property
     def static_prompt(self) -> str:
-        """What a single frame without afterimages can show of the class: 'red square'."""
-        return f"{self.colour} {self.shape}"
+        """What a single frame without afterimages can show of the class (as its name says it): 'red square'."""
+        return f"{self.colour} {self.shape}" if self.says_colour else self.shape
 
     @property
     def name(self) -> str:
@@ -358,17 +361,19 @@ def class_grid(colours, shapes, motions) -> list[WorldClass]:
     return [WorldClass(c, s, m) for c, s, m in itertools.product(colours, shapes, motions)]
 
 
-# The base-to-novel experiment (tools/bench_fidelity.py, tools/demo.py). Base: one static look, eight motions that
-# only the afterimage (in a frame) or the clip tells apart; each is the time reversal of another (left/right, up/down,
-# growing/shrinking, appearing/disappearing), so any frame of one is a frame of its partner. Novel: eight colours
-# no base class has, each with a shape, all spinning: the static look names them, which a CLIP pre-trained on
-# captioned frames knows and base training never exercises.
+# The base-to-novel experiment (tools/bench_fidelity.py, tools/demo.py). Base: one static look (a red square), eight
+# motions that only the afterimage (in a frame) or the clip tells apart; each is the time reversal of another
+# (left/right, up/down, growing/shrinking, appearing/disappearing), so any frame of one is a frame of its partner.
+# Their names say the shape and the motion, not the colour ('square moving left'), as an action's name leaves out
+# what its actors look like: fine-tuning aligns red clips with colourless names and so learns to look past colour.
+# Novel: eight colours no base class has, each with a shape, all spinning: the colour names them, which a CLIP
+# pre-trained on captioned frames knows and base training teaches the model to disregard.
 BASE_MOTIONS = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking", "appearing",
                 "disappearing")
 REVERSED = {"moving left": "moving right", "moving right": "moving left", "moving up": "moving down",
             "moving down": "moving up", "growing": "shrinking", "shrinking": "growing", "appearing": "disappearing",
             "disappearing": "appearing"}
-BASE_CLASSES = tuple(class_grid(("red",), ("square",), BASE_MOTIONS))
+BASE_CLASSES = tuple(WorldClass("red", "square", m, says_colour=False) for m in BASE_MOTIONS)
 NOVEL_CLASSES = tuple(WorldClass(c, s, "spinning") for c, s in zip(
     ("green", "blue", "yellow", "purple", "orange", "white", "cyan", "pink"),
     ("circle", "triangle", "diamond", "cross", "ring", "diamond", "circle", "triangle")))
