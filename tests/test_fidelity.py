@@ -277,7 +277,9 @@ def test_the_teacher_is_the_loaded_clip_frozen_with_no_temporal_attention():
         model.set_classes(ENTRIES)
         out = model(CLIPS, torch.tensor([0, 1]), template=0)                   # zero-init projectors: z' = z
         want = (1 - (student * plain).sum(-1)).mean()
-    assert out.distill_visual.item() == pytest.approx(want.item(), rel=1e-5)
+    # 1 - cos near 0.01: float32's cos carries ~1e-7 of absolute error (more or less by the CPU's kernels), so the
+    # comparison is absolute: a ten-thousandth of the term
+    assert out.distill_visual.item() == pytest.approx(want.item(), abs=1e-6)
     assert not any(p.requires_grad for p in model.teacher.parameters()) and not model.teacher.training
     assert not any(n.startswith("teacher.") for n, _ in model.named_trainable_parameters())
 
