@@ -4,7 +4,7 @@ torch picks its CPU kernels by what the processor offers: ATen's vectorised loop
 MKL's matrix products each have an AVX-512 and an AVX2 version, and the two round differently. Two machines
 of the same kind that differ only in AVX-512 (an AMD EPYC of one generation and of the next, or an Intel and an
 AMD server) then train different models from the same seed, and a small experiment's verdict can follow the
-rounding (docs/world.md, "Another CPU"). Pinning all three to AVX2, which every x86-64 server of the last ten
+rounding (docs/world.md, "Spread and determinism"). Pinning all three to AVX2, which every x86-64 server of the last ten
 years has, makes them compute the same sums in the same order (with a fixed thread count).
 
 The experiment tools (tools/bench_fidelity.py, tools/pretrain_clip.py, tools/demo.py) import this first. A
@@ -22,11 +22,12 @@ PORTABLE = {"ATEN_CPU_CAPABILITY": "avx2",    # ATen's vectorised CPU loops
 
 
 def _has_avx2() -> bool:
+    """Whether this x86-64 processor has AVX2 (without /proc/cpuinfo, as on macOS, assume it does)."""
     try:
         with open("/proc/cpuinfo") as f:
             return any(line.startswith("flags") and " avx2" in line for line in f)
     except OSError:
-        return platform.machine().lower() in ("x86_64", "amd64")
+        return True
 
 
 def pinned() -> dict[str, str]:

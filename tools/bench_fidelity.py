@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does FROSTER help? Zero-shot vs plain fine-tuning vs FROSTER on base and novel classes of the generated world.
 
-    python tools/bench_fidelity.py --out fidelity_out           # the full experiment (about 35 minutes on 2 cores)
+    python tools/bench_fidelity.py --out fidelity_out           # the full experiment (about 30 minutes on 2 cores)
     python tools/bench_fidelity.py --out q --quick              # a reduced run (the test's setting)
 
 1. Per pre-training seed (`--pretrain-seeds`) a tiny CLIP is pre-trained on captioned frames of the world

@@ -9,7 +9,8 @@ afterimages, as real CLIP grounds "running" in still photos). `--no-afterimages`
 no frame shows a motion and no caption names one, so the motion words stay untrained tokens (the 8 base class
 names of docs/world.md then get text features with cosine 0.99 to each other, which fine-tuning must pull apart:
 the setting of tools/bench_fidelity.py, whose zero-shot base accuracy is then chance). Hard negatives: groups of
-scenes that differ only in shape and motion (colour, without afterimages). The loss is CLIP's: symmetric InfoNCE over the batch with a learned temperature.
+scenes that differ only in shape and motion (colour, without afterimages). The loss is CLIP's: symmetric InfoNCE
+over the batch with a learned temperature.
 
 Held-out combinations: a fixed set of (colour, shape) pairs (`HELD_OUT`, one per colour, none of them an experiment
 class) never appears in pre-training. The zero-shot accuracy on frames of those pairs, among the captions of all

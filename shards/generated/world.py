@@ -16,9 +16,9 @@ The base-to-novel experiment's classes (`BASE_CLASSES`, `NOVEL_CLASSES`): eight 
 (a red square) and differ only in motion, which a frame shows only through its afterimage and a CLIP pre-trained
 without afterimages never saw; their names leave the colour out ('square moving left'). Eight novel classes have
 eight colours no base class has (all spinning), which pre-training grounded and base training teaches the model to
-look past. `make_b2n_ucf101` writes such a dataset in UCF101's
-official layout plus FROSTER's published split-file layout (`zs_label_db/B2N_ucf101/`, and with `val_groups` a
-validation copy), so an experiment runs through make_shards -> make_splits -> DALI -> model/train.py.
+look past. `make_b2n_ucf101` writes such a dataset in UCF101's official layout plus FROSTER's published split-file
+layout (`zs_label_db/B2N_ucf101/`, and with `val_groups` a validation copy), so an experiment runs through
+make_shards -> make_splits -> DALI -> model/train.py.
 """
 from __future__ import annotations
 
